@@ -241,7 +241,13 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        reason = str(exc).strip().splitlines()[0][:200]
+        # torch raises UnpicklingError both for refused globals (code execution) and for garbage bytes.
+        detail = str(exc)
+        noise = ("Weights only load failed", "Please file an issue", "Check the documentation")
+        reason = next((line.strip() for line in detail.splitlines() if line.strip() and not line.startswith(noise)),
+                      detail)[:200]
+        if "GLOBAL" not in detail:
+            raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {reason}") from None
         raise CheckpointError(f"refusing to load {path}: unpickling it would need to run code ({reason}). rt-anime "
                               "loads checkpoints with weights_only=True; re-save the generator's state_dict only") from None
     except Exception as exc:  # zip/pickle corruption comes in many exception types

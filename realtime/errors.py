@@ -15,13 +15,16 @@ class MissingDependencyError(RtAnimeError, ImportError):
     """An optional dependency is needed for this feature; the message names the extra to install."""
 
 
-def require(module: str, *, extra: str, feature: str):
-    """Import an optional dependency lazily, or fail with the pip command that provides it."""
+def require(module: str, *, extra: str | None, feature: str):
+    """Import a dependency lazily, or fail with the pip command that provides it.
+
+    ``extra`` names the rt-anime extra that brings the module; ``None`` for core dependencies (a broken install).
+    """
     import importlib
 
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise MissingDependencyError(
-            f"{feature} needs the Python package {module!r} ({exc}); install it with: pip install 'rt-anime[{extra}]'"
-        ) from None
+        command = f"pip install 'rt-anime[{extra}]'" if extra else f"pip install {module}"
+        raise MissingDependencyError(f"{feature} needs the Python package {module!r} ({exc}); install it with: "
+                                     f"{command}") from None

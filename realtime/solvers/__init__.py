@@ -46,6 +46,8 @@ def parse_solver(spec: "str | Solver") -> Solver:
         raise ValueError(f"solver spec must be a non-empty string like 'rk4:2' or 'dopri5', got {spec!r}")
     method, _, rest = spec.strip().partition(":")
     method = method.lower()
+    if method not in FIXED_SOLVERS and method not in ADAPTIVE_METHODS:
+        raise ValueError(f"solver spec {spec!r}: unknown method {method!r}; expected one of {solver_names()}")
     fields: dict[str, object] = {}
     for item in filter(None, (part.strip() for part in rest.split(","))):
         key, eq, value = item.partition("=")
@@ -71,11 +73,9 @@ def parse_solver(spec: "str | Solver") -> Solver:
         if bad:
             raise ValueError(f"solver spec {spec!r}: {sorted(bad)} only apply to adaptive solvers {ADAPTIVE_METHODS}")
         return FIXED_SOLVERS[method](**fields)  # type: ignore[arg-type]
-    if method in ADAPTIVE_METHODS:
-        if "steps" in fields:
-            raise ValueError(f"solver spec {spec!r}: adaptive solver {method!r} takes tolerances, not a step count")
-        return AdaptiveSolver(method=method, **fields)  # type: ignore[arg-type]
-    raise ValueError(f"solver spec {spec!r}: unknown method {method!r}; expected one of {solver_names()}")
+    if "steps" in fields:
+        raise ValueError(f"solver spec {spec!r}: adaptive solver {method!r} takes tolerances, not a step count")
+    return AdaptiveSolver(method=method, **fields)  # type: ignore[arg-type]
 
 
 def solver_from_dict(data: dict) -> Solver:

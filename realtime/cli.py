@@ -1,0 +1,76 @@
+"""The ``rt-anime`` command line.
+
+``rt-anime INPUT OUTPUT [options]`` stylizes a video, image or folder; ``rt-anime COMMAND …`` runs a tool
+(``export``, ``solvers``, ``list``). Each command lives in ``realtime/commands/<name>.py`` with ``add_arguments`` and
+``run``. User mistakes end with one ``rt-anime: error: …`` line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from importlib import import_module
+from typing import Sequence
+
+from . import __version__
+from .errors import RtAnimeError
+
+COMMANDS: dict[str, str] = {
+    "export": "export a generator to ONNX, TorchScript or TensorRT and report parity",
+    "solvers": "compare ODE solvers on images: PSNR vs dopri5, NFE, ms/frame",
+    "list": "list generators and bundled weights",
+}
+EXIT_USER_ERROR = 2
+
+
+def _parser_for(name: str) -> tuple[argparse.ArgumentParser, object]:
+    module = import_module(f".commands.{name}", __package__)
+    parser = argparse.ArgumentParser(prog=f"rt-anime {name}", description=COMMANDS[name])
+    module.add_arguments(parser)
+    _add_common(parser)
+    return parser, module
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+
+
+def _top_help() -> str:
+    lines = [f"rt-anime {__version__}: real-time anime stylization for video, images and cameras", "",
+             "usage: rt-anime COMMAND [options]", "", "commands:"]
+    lines += [f"  {name:<10} {text}" for name, text in COMMANDS.items()]
+    lines += ["", "Run 'rt-anime COMMAND --help' for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_top_help())
+        return 0 if argv else EXIT_USER_ERROR
+    if argv[0] == "--version":
+        print(f"rt-anime {__version__}")
+        return 0
+    name = argv[0]
+    if name not in COMMANDS:
+        print(f"rt-anime: error: unknown command {name!r}; expected one of: {', '.join(COMMANDS)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    parser, module = _parser_for(name)
+    args = parser.parse_args(argv[1:])
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(module.run(args) or 0)
+    except (RtAnimeError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        if args.verbose >= 2:
+            raise
+        print(f"rt-anime: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("rt-anime: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

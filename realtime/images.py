@@ -1,0 +1,67 @@
+"""Still images in and out of the model's tensor space: RGB uint8 HWC ⇄ float NCHW in [-1, 1], pad and crop."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import RtAnimeError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def read_image(path: "str | os.PathLike") -> np.ndarray:
+    """Read an image file as RGB uint8 (H, W, 3); alpha is dropped, grayscale is expanded."""
+    import cv2
+
+    path = Path(path)
+    if not path.exists():
+        raise RtAnimeError(f"image {path} does not exist")
+    if path.is_dir():
+        raise RtAnimeError(f"{path} is a directory, expected an image file")
+    # imdecode on the bytes (rather than imread) keeps non-ASCII paths working on every platform.
+    data = np.fromfile(path, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise RtAnimeError(f"{path} is not a readable image (supported: {', '.join(IMAGE_SUFFIXES)})")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def write_image(path: "str | os.PathLike", rgb: np.ndarray) -> None:
+    import cv2
+
+    path = Path(path)
+    ok, data = cv2.imencode(path.suffix or ".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise RtAnimeError(f"cannot encode an image as {path.suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
+    data.tofile(path)
+
+
+def image_to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """RGB uint8 (H, W, 3) → float32 (1, 3, H, W) in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div_(127.5).sub_(1.0)
+
+
+def tensor_to_image(x: torch.Tensor) -> np.ndarray:
+    """Float (1, 3, H, W) or (3, H, W) in [-1, 1] → RGB uint8 (H, W, 3), rounded to nearest."""
+    x = x[0] if x.dim() == 4 else x
+    return x.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Reflect-pad H and W up to ``multiple`` (bottom/right); returns the padded tensor and the original (H, W)."""
+    h, w = x.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    if ph or pw:
+        # reflect needs pad < size; replicate covers the degenerate tiny-image case.
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        x = F.pad(x, (0, pw, 0, ph), mode=mode)
+    return x, (h, w)
+
+
+def crop_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return x[..., : size[0], : size[1]]

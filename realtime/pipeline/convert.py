@@ -1,0 +1,68 @@
+"""Pixel conversion between PyAV frames and model tensors (CPU reference path).
+
+The two private functions below are the only place the pipeline converts pixels. ``kernels/`` will provide
+``frame_to_tensor(frame) -> Tensor`` and ``tensor_to_frame(t, format=...) -> av.VideoFrame`` (device-side
+NV12/YUV conversion); swapping them in is a change to these two functions only.
+
+8-bit sources go through ``rgb24``; sources with more bits per component go through ``rgb48le`` so a 10-bit input
+keeps its precision up to the model. The YUV→RGB matrix and range come from the frame's own tags (PyAV applies
+them by default); RGB→YUV uses the colour tags given by the encoder so the round trip is consistent.
+"""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import torch
+
+__all__: list[str] = []  # private to realtime.pipeline
+
+# AVColorSpace (frame/stream tag) → swscale colorspace constant expected by VideoFrame.reformat().
+# Tags swscale has no matrix for (unspecified, reserved, YCgCo, ...) fall back to its BT.601 default.
+_SWS_COLORSPACE: dict[int, int] = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9, 10: 9}
+
+
+def _rgb_format_for(pix_fmt: str) -> str:
+    """``rgb48le`` when ``pix_fmt`` has more than 8 bits per component, else ``rgb24``."""
+    fmt = av.VideoFormat(pix_fmt)
+    return "rgb48le" if any(c.bits > 8 for c in fmt.components) else "rgb24"
+
+
+def _frame_to_tensor(frame: av.VideoFrame) -> torch.Tensor:
+    """Decoded frame → ``(3, H, W)`` float32 RGB in ``[-1, 1]`` on the CPU."""
+    rgb_format = _rgb_format_for(frame.format.name)
+    array = frame.to_ndarray(format=rgb_format)  # (H, W, 3) uint8 or uint16
+    if rgb_format == "rgb24":
+        t = torch.from_numpy(array).permute(2, 0, 1).to(torch.float32)
+        return t.div_(127.5).sub_(1.0)
+    # torch has no uint16 arithmetic on every version: widen before the copy.
+    t = torch.from_numpy(array.astype(np.int32)).permute(2, 0, 1).to(torch.float32)
+    return t.div_(32767.5).sub_(1.0)
+
+
+def _tensor_to_frame(
+    t: torch.Tensor,
+    *,
+    format: str,
+    colorspace: int | None = None,
+    color_range: int | None = None,
+) -> av.VideoFrame:
+    """``(3, H, W)`` RGB tensor in ``[-1, 1]`` (any device) → frame in pixel format ``format``.
+
+    Values outside ``[-1, 1]`` are clipped. ``colorspace`` (an AVColorSpace tag) and ``color_range`` (an
+    AVColorRange tag) select the RGB→YUV matrix and range and are written on the frame.
+    """
+    rgb_format = _rgb_format_for(format)
+    t = t.detach().to(device="cpu", dtype=torch.float32).clamp(-1.0, 1.0)
+    if rgb_format == "rgb24":
+        array = t.add(1.0).mul_(127.5).round_().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+    else:
+        array = t.add(1.0).mul_(32767.5).round_().to(torch.int32).permute(1, 2, 0).numpy().astype(np.uint16)
+    rgb = av.VideoFrame.from_ndarray(array, format=rgb_format)
+    if format == rgb_format:
+        return rgb
+    return rgb.reformat(
+        format=format,
+        dst_colorspace=_SWS_COLORSPACE.get(colorspace) if colorspace is not None else None,
+        dst_color_range=color_range or None,
+    )

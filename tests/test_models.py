@@ -1,0 +1,108 @@
+"""Registry-wide generator behaviour, and the NijiGAN architecture facts."""
+
+import pytest
+import torch
+
+import realtime
+from conftest import TINY
+from realtime.models.nijigan import ODEBlock
+
+
+def test_registry_lists_every_family():
+    assert set(realtime.list_generators()) >= {"nijigan", "nijigan-lite", "cut-resnet", "animeganv2"}
+    assert set(TINY) == set(realtime.list_generators()), "add a tiny config for the new generator to conftest.TINY"
+
+
+@pytest.mark.parametrize("name, expected", [("nijigan", 5_477_379), ("cut-resnet", 11_378_179),
+                                            ("animeganv2", 2_143_552)])
+def test_parameter_counts(name, expected):
+    g = realtime.create_generator(name)
+    assert sum(p.numel() for p in g.parameters()) == expected
+
+
+def test_nijigan_is_cut_with_four_ode_blocks():
+    g = realtime.create_generator("nijigan")
+    blocks = [i for i, layer in enumerate(g.model) if isinstance(layer, ODEBlock)]
+    assert blocks == [12, 13, 14, 15]
+    assert g.size_multiple == 4
+    keys = set(g.state_dict())
+    assert "model.12.odefunc.conv_block.1.weight" in keys and "model.15.odefunc.conv_block.5.bias" in keys
+    assert not any(k.endswith("filt") for k in keys), "blur kernels are constants, not checkpoint content"
+
+
+def test_euler1_nijigan_equals_cut_resnet_with_same_weights():
+    niji = realtime.create_generator("nijigan", ngf=4, solver="euler:1").eval()
+    cut = realtime.create_generator("cut-resnet", ngf=4, n_blocks=4).eval()
+    cut.load_state_dict({k.replace(".odefunc", ""): v for k, v in niji.state_dict().items()})
+    x = torch.rand(1, 3, 24, 20) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(niji(x), cut(x), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_forward_shape_range_and_gradients(name):
+    g = realtime.create_generator(name, **TINY[name])
+    m = g.size_multiple
+    x = torch.rand(2, 3, 6 * m if m > 1 else 21, 5 * m if m > 1 else 19) * 2 - 1
+    y = g(x)
+    assert y.shape == x.shape
+    assert torch.isfinite(y).all() and y.abs().max() <= 1
+    y.square().mean().backward()
+    for n, p in g.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient for {n}"
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_features_and_image_from_one_pass(name):
+    g = realtime.create_generator(name, **TINY[name]).eval()
+    x = torch.rand(1, 3, 32, 24) * 2 - 1
+    layers = (0, 4, 8, 12, 14) if hasattr(g, "model") else (0, 1, 2, 4)
+    with torch.no_grad():
+        out = g.forward_features(x, layers)
+        plain = g(x)
+    torch.testing.assert_close(out.image, plain)
+    assert len(out.features) == len(layers)
+    assert out.bottleneck is not None and out.bottleneck.shape[-1] < x.shape[-1]
+    with torch.no_grad():
+        enc = g.forward_features(x, layers[:2], encode_only=True)
+    assert enc.image is None and len(enc.features) == 2
+    torch.testing.assert_close(enc.features[1], out.features[1])
+
+
+def test_nijigan_bottleneck_is_the_ode_output():
+    g = realtime.create_generator("nijigan", ngf=4, solver="euler:1").eval()
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        out = g.forward_features(x, (15,))
+    assert g.bottleneck_index == 15
+    torch.testing.assert_close(out.bottleneck, out.features[0])
+    assert out.bottleneck.shape == (1, 16, 4, 4)
+
+
+def test_bad_inputs_are_named():
+    g = realtime.create_generator("nijigan", ngf=4, solver="euler:1")
+    with pytest.raises(ValueError, match="multiples of 4"):
+        g.check_input(torch.zeros(1, 3, 10, 12))
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        g.check_input(torch.zeros(1, 12, 12, 3))
+    with pytest.raises(ValueError, match="layer ids 0..26"):
+        g.forward_features(torch.zeros(1, 3, 8, 8), (27,))
+    with pytest.raises(ValueError, match="unknown generator 'nijigun'"):
+        realtime.create_generator("nijigun")
+    with pytest.raises(ValueError, match="`ngf` must be an integer"):
+        realtime.create_generator("nijigan", ngf=0)
+    with pytest.raises(ValueError, match="not known to family 'nijigan'"):
+        realtime.create_generator("nijigan", n_blocks=3)
+
+
+def test_solver_swaps_without_touching_weights():
+    g = realtime.create_generator("nijigan", ngf=4, solver="euler:1").eval()
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        a = g(x)
+        g.solver = "rk4:2"
+        b = g(x)
+    assert g.nfe == 4 * 8
+    assert (a - b).abs().max() > 1e-3, "a different solver must integrate differently"
+    g.solver = "dopri5"
+    assert g.nfe is None and not g.is_static()
