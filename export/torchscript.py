@@ -14,8 +14,12 @@ from ._common import ExportReport, check_shape, compare, parity_input, write_ato
 from .unroll import unroll
 
 
-def trace(model: Generator, example: torch.Tensor, *, solver=None, freeze: bool = True) -> torch.jit.ScriptModule:
-    """Trace ``unroll(model, solver)`` on ``example``; ``freeze`` inlines weights so the JIT can fold constants."""
+def trace(model: "Generator | torch.nn.Module", example: torch.Tensor, *, solver=None,
+          freeze: bool = True) -> torch.jit.ScriptModule:
+    """Trace ``unroll(model, solver)`` (or an already unrolled module) on ``example``.
+
+    ``freeze`` inlines the weights as constants so the JIT can fold and fuse them (conv + add/ReLU on CPU).
+    """
     static = unroll(model, solver)
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         # The unrolled graph has no data-dependent control flow, so the tracer's generic warnings do not apply.
