@@ -22,7 +22,9 @@ __all__ = ["Frame", "FrameBatch"]
 
 def _check_time_base(time_base: object, owner: str) -> None:
     if not isinstance(time_base, Fraction):
-        raise TypeError(f"{owner}.time_base must be a fractions.Fraction, got {type(time_base).__name__} ({time_base!r})")
+        raise TypeError(
+            f"{owner}.time_base must be a fractions.Fraction, got {type(time_base).__name__} ({time_base!r})"
+        )
     if time_base <= 0:
         raise ValueError(f"{owner}.time_base must be > 0, got {time_base}")
 
@@ -146,5 +148,5 @@ class FrameBatch:
             raise ValueError(f"data must have shape ({len(self)}, 3, H, W), got {tuple(data.shape)}")
         return [
             Frame(data=d, pts=p, time_base=self.time_base, index=i, duration=du)
-            for d, p, i, du in zip(data.unbind(0), self.pts, self.indices, self.durations)
+            for d, p, i, du in zip(data.unbind(0), self.pts, self.indices, self.durations, strict=True)
         ]

@@ -73,17 +73,18 @@ class PipelineConfig:
         _check_int("queue_size", self.queue_size, minimum=1)
         _check_int("size_multiple", self.size_multiple, minimum=1)
         _check_int("max_side", self.max_side, minimum=2, optional=True)
-        if self.size is not None:
-            if (
-                not isinstance(self.size, tuple)
-                or len(self.size) != 2
-                or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in self.size)
-            ):
-                raise ValueError(f"size must be None or a (width, height) tuple of ints >= 1, got {self.size!r}")
+        if self.size is not None and (
+            not isinstance(self.size, tuple)
+            or len(self.size) != 2
+            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in self.size)
+        ):
+            raise ValueError(f"size must be None or a (width, height) tuple of ints >= 1, got {self.size!r}")
         try:
             torch.device(self.device)
         except (RuntimeError, TypeError) as error:
-            raise ValueError(f"device must be a torch device string such as 'cpu' or 'cuda:0', got {self.device!r}") from error
+            raise ValueError(
+                f"device must be a torch device string such as 'cpu' or 'cuda:0', got {self.device!r}"
+            ) from error
         if not self.stop_timeout > 0:
             raise ValueError(f"stop_timeout must be > 0 seconds, got {self.stop_timeout!r}")
 

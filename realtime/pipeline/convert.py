@@ -29,15 +29,19 @@ def _rgb_format_for(pix_fmt: str) -> str:
 
 
 def _frame_to_tensor(frame: av.VideoFrame) -> torch.Tensor:
-    """Decoded frame → ``(3, H, W)`` float32 RGB in ``[-1, 1]`` on the CPU."""
+    """Decoded frame → ``(3, H, W)`` float32 RGB in ``[-1, 1]`` on the CPU.
+
+    The result is a channels-first *view* of an HWC buffer: converting in memory order and letting the batch
+    ``torch.stack`` do the one layout copy saves a full pass per frame.
+    """
     rgb_format = _rgb_format_for(frame.format.name)
     array = frame.to_ndarray(format=rgb_format)  # (H, W, 3) uint8 or uint16
     if rgb_format == "rgb24":
-        t = torch.from_numpy(array).permute(2, 0, 1).to(torch.float32)
-        return t.div_(127.5).sub_(1.0)
-    # torch has no uint16 arithmetic on every version: widen before the copy.
-    t = torch.from_numpy(array.astype(np.int32)).permute(2, 0, 1).to(torch.float32)
-    return t.div_(32767.5).sub_(1.0)
+        t = torch.from_numpy(array).to(torch.float32)
+        return t.mul_(1 / 127.5).sub_(1.0).permute(2, 0, 1)
+    # torch has no uint16 arithmetic on every version: widen first.
+    t = torch.from_numpy(array.astype(np.int32)).to(torch.float32)
+    return t.mul_(1 / 32767.5).sub_(1.0).permute(2, 0, 1)
 
 
 def _tensor_to_frame(
@@ -53,11 +57,17 @@ def _tensor_to_frame(
     AVColorRange tag) select the RGB→YUV matrix and range and are written on the frame.
     """
     rgb_format = _rgb_format_for(format)
-    t = t.detach().to(device="cpu", dtype=torch.float32).clamp(-1.0, 1.0)
+    scale = 127.5 if rgb_format == "rgb24" else 32767.5
+    # One new buffer, in-place passes, then a single strided copy into HWC that also narrows the dtype.
+    codes = t.detach().to(device="cpu", dtype=torch.float32).mul(scale).add_(scale).clamp_(0.0, 2 * scale).round_()
     if rgb_format == "rgb24":
-        array = t.add(1.0).mul_(127.5).round_().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+        hwc = torch.empty((t.shape[1], t.shape[2], 3), dtype=torch.uint8)
+        hwc.copy_(codes.permute(1, 2, 0))
+        array = hwc.numpy()
     else:
-        array = t.add(1.0).mul_(32767.5).round_().to(torch.int32).permute(1, 2, 0).numpy().astype(np.uint16)
+        hwc = torch.empty((t.shape[1], t.shape[2], 3), dtype=torch.int32)
+        hwc.copy_(codes.permute(1, 2, 0))
+        array = hwc.numpy().astype(np.uint16)
     rgb = av.VideoFrame.from_ndarray(array, format=rgb_format)
     if format == rgb_format:
         return rgb

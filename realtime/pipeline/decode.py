@@ -84,7 +84,10 @@ class InputVideo:
         try:
             self.container: av.container.InputContainer = av.open(self.path, "r")
         except av.error.FFmpegError as error:
-            raise InputError(f"cannot open input as a media file ({_reason(error)})", path=self.path) from error
+            raise InputError(
+                f"cannot open input as a media file ({_reason(error)}; an mp4/mov cut before its index cannot be read)",
+                path=self.path,
+            ) from error
         try:
             videos = [s for s in self.container.streams.video if not int(s.disposition) & _ATTACHED_PIC]
             if not videos:
@@ -96,7 +99,8 @@ class InputVideo:
             self.copy_streams: list[av.stream.Stream] = [
                 s
                 for s in self.container.streams
-                if (s.type == "audio" and copy_audio) or (s.type == "subtitle" and copy_subtitles)
+                if ((s.type == "audio" and copy_audio) or (s.type == "subtitle" and copy_subtitles))
+                and s.codec_context is not None  # FFmpeg knows no codec for it: nothing to copy it as
             ]
             self.attachments: list[av.stream.Stream] = [
                 s for s in self.container.streams if s.type == "attachment" and copy_subtitles
@@ -140,7 +144,7 @@ class InputVideo:
                 f"no video frame decodes from stream #{self.video.index} ({self.video.codec_context.name}{detail})",
                 path=self.path,
             )
-        first = self._first_frame
+        first, self._first_frame = self._first_frame, None  # keep no decoder buffer alive for the whole run
         assert first is not None  # set by _to_frame for the Frame just found
         declared = int(self.video.frames or 0) or None
         matrix = None

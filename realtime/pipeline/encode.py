@@ -53,7 +53,9 @@ def _full_chroma_twin(pix_fmt: str) -> str:
     return twin
 
 
-def choose_pix_fmt(config: EncodeConfig, width: int, height: int) -> tuple[str, int, int]:
+def choose_pix_fmt(
+    config: EncodeConfig, width: int, height: int, *, path: str | os.PathLike[str] | None = None
+) -> tuple[str, int, int]:
     """Pixel format and coded size for a ``width``×``height`` output, applying ``config.odd_size``.
 
     Raises:
@@ -62,13 +64,14 @@ def choose_pix_fmt(config: EncodeConfig, width: int, height: int) -> tuple[str, 
     try:
         sub_w, sub_h = _subsampling(config.pix_fmt)
     except (ValueError, av.error.FFmpegError) as error:
-        raise EncoderError(f"pix_fmt {config.pix_fmt!r} is not a pixel format FFmpeg knows") from error
+        raise EncoderError(f"pix_fmt {config.pix_fmt!r} is not a pixel format FFmpeg knows", path=path) from error
     if width % sub_w == 0 and height % sub_h == 0:
         return config.pix_fmt, width, height
     if config.odd_size == "error":
         raise EncoderError(
             f"size {width}x{height} does not fit pix_fmt {config.pix_fmt!r} (needs multiples of {sub_w}x{sub_h}); "
-            "set odd_size='full_chroma' or 'pad', or size= to an even size"
+            "set odd_size='full_chroma' or 'pad', or size= to an even size",
+            path=path,
         )
     if config.odd_size == "pad":
         padded = (-(-width // sub_w) * sub_w, -(-height // sub_h) * sub_h)
@@ -112,17 +115,19 @@ class OutputVideo:
         info = source.info
         codec = encode.codec
         if codec not in av.codecs_available or not _is_encoder(codec):
-            raise EncoderError(f"codec {codec!r} is not an encoder of this FFmpeg build (see av.codecs_available)")
-        pix_fmt, width, height = choose_pix_fmt(encode, output_hw[1], output_hw[0])
+            raise EncoderError(
+                f"codec {codec!r} is not an encoder of this FFmpeg build (see av.codecs_available)",
+                path=self.display_name,
+            )
+        pix_fmt, width, height = choose_pix_fmt(encode, output_hw[1], output_hw[0], path=self.display_name)
         allowed = av.Codec(codec, "w").video_formats
         if allowed and pix_fmt not in {f.name for f in allowed}:
             raise EncoderError(
-                f"codec {codec!r} does not take pix_fmt {pix_fmt!r} (allowed: {', '.join(f.name for f in allowed)})"
+                f"codec {codec!r} does not take pix_fmt {pix_fmt!r} (allowed: {', '.join(f.name for f in allowed)})",
+                path=self.display_name,
             )
         try:
-            self.container: av.container.OutputContainer = av.open(
-                os.fspath(path), "w", format=encode.container_format
-            )
+            self.container: av.container.OutputContainer = av.open(os.fspath(path), "w", format=encode.container_format)
         except (ValueError, av.error.FFmpegError) as error:
             raise OutputError(
                 f"cannot create an output container ({error}); use a known extension or set container_format",
@@ -188,9 +193,20 @@ class OutputVideo:
         try:
             packets = self.stream.encode(vf)
         except av.error.FFmpegError as error:
-            raise EncoderError(f"encoder {self.stream.codec_context.name!r} failed: {error}", path=self.display_name) from error
+            raise EncoderError(
+                f"encoder {self.stream.codec_context.name!r} failed: {error}", path=self.display_name
+            ) from error
         self.container.mux(packets)
+        if self.frames_written == 0:
+            self._warn_unused_options()
         self.frames_written += 1
+
+    def _warn_unused_options(self) -> None:
+        # avcodec_open2 removes the options it consumed; what is left was ignored (a typo, or e.g. crf given to
+        # an encoder without rate-factor control).
+        unused = dict(self.stream.codec_context.options)
+        if unused:
+            logger.warning("encoder %s ignored options %s", self.stream.codec_context.name, unused)
 
     def _next_pts(self, frame: Frame) -> int:
         if frame.pts is None:
@@ -200,7 +216,13 @@ class OutputVideo:
         if self._last_pts is not None and pts <= self._last_pts:
             self.pts_adjusted += 1
             log = logger.warning if self.pts_adjusted == 1 else logger.debug
-            log("frame %d: pts %d does not increase (previous %d); writing %d", frame.index, pts, self._last_pts, self._last_pts + 1)
+            log(
+                "frame %d: pts %d does not increase (previous %d); writing %d",
+                frame.index,
+                pts,
+                self._last_pts,
+                self._last_pts + 1,
+            )
             pts = self._last_pts + 1
         self._last_pts = pts
         return pts
@@ -328,4 +350,3 @@ class SinkStage(Stage):
             self.frames_out += 1
             if self._on_frame is not None:
                 self._on_frame(frame)
-

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+from ..errors import RtAnimeError
+
 __all__ = [
     "PipelineError",
     "InputError",
@@ -22,8 +24,11 @@ __all__ = [
 ]
 
 
-class PipelineError(Exception):
-    """Base class of every error the pipeline raises itself."""
+class PipelineError(RtAnimeError):
+    """Base class of every error the pipeline raises itself.
+
+    It is an :class:`~realtime.errors.RtAnimeError`, so the CLI prints it as one ``rt-anime: error: ...`` line.
+    """
 
     def __init__(self, message: str, *, path: str | os.PathLike[str] | None = None) -> None:
         self.path = None if path is None else os.fspath(path)

@@ -111,6 +111,12 @@ def run_file(
                 raise TruncatedInputError(
                     path=in_path, frames_decoded=source.frames_decoded, frames_expected=declared, detail=detail
                 )
+            if source.decode_errors:
+                logger.warning(
+                    "%d video packet(s) of %s did not decode; their frames are missing from the output",
+                    source.decode_errors,
+                    in_path,
+                )
             if truncated:
                 logger.warning(
                     "input %s is truncated: kept %d of %s frames",
@@ -148,7 +154,9 @@ def run_file(
     )
 
 
-def _frames_channel(config: PipelineConfig, stop: threading.Event, on_drop: Callable[[Frame], None] | None = None) -> Channel[Frame]:
+def _frames_channel(
+    config: PipelineConfig, stop: threading.Event, on_drop: Callable[[Frame], None] | None = None
+) -> Channel[Frame]:
     if config.mode == "live":
         # Room for one batch only: anything older than the newest batch_size frames is stale by definition.
         return Channel(name="frames", capacity=config.batch_size, stop=stop, policy="drop_oldest", on_drop=on_drop)
@@ -162,7 +170,7 @@ def _stage_seconds(stages: list[Stage]) -> dict[str, float]:
 def _check_paths(input_path: Path, output_path: Path, *, overwrite: bool) -> tuple[Path, Path]:
     if not input_path.exists():
         raise InputError("input file not found", path=input_path)
-    if output_path.exists() or output_path.is_symlink():
+    if output_path.exists():
         if os.path.samefile(input_path, output_path):
             raise OutputIsInputError("output path is the input file; choose another output path", path=output_path)
         if output_path.is_dir():
@@ -212,7 +220,9 @@ class LivePipeline:
     Args:
         source: Any iterable of Frames, e.g. a camera reader; iterated on the source thread. A source that blocks
             should return within ``config.stop_timeout`` so :meth:`close` can join it.
-        sink: Called with each stylized Frame on the sink thread (preview, virtual camera, recorder).
+        sink: Called with each stylized Frame on the sink thread (preview, virtual camera, recorder). Its
+            ``data`` lives on ``config.device`` and was made under ``torch.inference_mode()``: read it freely,
+            but ``clone()`` it before any in-place change.
         translate: As for :func:`run_file`.
         config: Pipeline configuration; ``mode="live"`` (the default here) drops stale frames, ``"file"`` keeps
             every frame with back-pressure on the source.

@@ -171,7 +171,7 @@ class Stage(abc.ABC):
     def run(self) -> None:
         """The stage loop; raise :class:`PipelineStopped` (or return) to exit."""
 
-    def finish(self) -> None:
+    def finish(self) -> None:  # noqa: B027 - an optional hook, not an abstract method
         """Called on the stage thread after :meth:`run` returned normally."""
 
     def timed(self) -> _Timer:

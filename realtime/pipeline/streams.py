@@ -130,11 +130,13 @@ class StreamCopier:
             self._routes[stream.index] = route
             _carry_stream_tags(stream, route.output)
         for stream in attachments:
-            try:
-                output.add_stream_from_template(stream)
-            except (ValueError, av.error.FFmpegError):
-                name = stream.metadata.get("filename", f"#{stream.index}")
-                logger.info("attachment %s dropped: %s cannot hold attachments", name, output.format.name)
+            name = stream.metadata.get("filename", f"#{stream.index}")
+            # Only Matroska stores attachments; other muxers accept the stream and then fail writing the header.
+            if output.format.name != "matroska":
+                logger.warning("attachment %s dropped: %s cannot hold attachments", name, output.format.name)
+                self.dropped_streams.append(f"#{stream.index} attachment ({name})")
+                continue
+            output.add_stream_from_template(stream)
 
     @property
     def dts_dropped(self) -> int:
@@ -185,7 +187,14 @@ class StreamCopier:
             if self._mux_guarded(route, packet, packet.time_base or route.source.time_base):
                 self.packets_copied += 1
         elif route.source.type == "audio":
-            for frame in route.source.decode(packet):
+            try:
+                frames = route.source.decode(packet)
+            except av.error.FFmpegError as error:
+                # A corrupt audio packet costs ~20 ms of sound, not the run; the encoder's timestamps follow the
+                # decoded frames' pts, so later audio stays in place.
+                logger.warning("audio packet on %s does not decode: %s", route.label, error)
+                return
+            for frame in frames:
                 self._encode_audio(route, frame)
         else:
             self._transcode_subtitle(route, packet)
@@ -213,7 +222,7 @@ class StreamCopier:
         if not route.guard.admit(dts):
             log = logger.warning if not route.warned else logger.debug
             route.warned = True
-            log("stream %s: dropping packet with non-increasing DTS %s (previous %s)", route.label, dts, route.guard.last)
+            log("stream %s: dropping packet with DTS %s, not after %s", route.label, dts, route.guard.last)
             return False
         packet.stream = route.output
         packet.time_base = time_base

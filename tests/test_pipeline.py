@@ -1,0 +1,509 @@
+"""File mode of the streaming pipeline, end to end on tiny generated clips (no models involved).
+
+Timestamp tolerance: output pts are compared with input pts as exact fractions of a second. The pipeline writes
+the input's pts in the input's time base, and the mp4/mkv muxers here keep a time base the input's is a multiple
+of, so the comparison is exact (0 ticks); a container whose time base is coarser would allow half an output tick.
+"""
+
+from __future__ import annotations
+
+import _thread
+import faulthandler
+import hashlib
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from media import (
+    ClipSpec,
+    add_chapters_and_attachment,
+    corrupt_video_packet,
+    duplicate_audio_packet,
+    first_frame_rotation,
+    make_audio_only,
+    make_clip,
+    packet_payloads,
+    subtitle_texts,
+    truncate,
+    video_frames_rgb,
+    video_times,
+)
+
+from realtime.pipeline import (
+    EncodeConfig,
+    EncoderError,
+    InputError,
+    NoVideoError,
+    OutputError,
+    OutputIsInputError,
+    PipelineConfig,
+    PipelineError,
+    TranslateOutputError,
+    TruncatedInputError,
+    run_file,
+)
+
+VFR_PTS = (0, 40, 70, 150, 160, 300, 310, 500, 520, 600)  # milliseconds, deliberately irregular
+
+
+def negate(x: torch.Tensor) -> torch.Tensor:
+    return -x
+
+
+@pytest.fixture(autouse=True)
+def _no_hang():
+    # A deadlocked pipeline must fail the test run with tracebacks, not hang CI.
+    faulthandler.dump_traceback_later(60, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture(scope="session")
+def basic_mp4(media: Path) -> Path:
+    return make_clip(media / "basic.mp4", ClipSpec(subtitles=("mov_text",), metadata={"title": "rt-anime test"}))
+
+
+@pytest.fixture(scope="session")
+def subs_mkv(media: Path) -> Path:
+    return make_clip(media / "subs.mkv", ClipSpec(subtitles=("subrip", "ass")))
+
+
+@pytest.fixture(scope="session")
+def vfr_mkv(media: Path) -> Path:
+    return make_clip(media / "vfr.mkv", ClipSpec(pts=VFR_PTS, time_base=Fraction(1, 1000)))
+
+
+@pytest.fixture(scope="session")
+def vfr_mp4(media: Path) -> Path:
+    return make_clip(media / "vfr.mp4", ClipSpec(pts=VFR_PTS, time_base=Fraction(1, 1000)))
+
+
+@pytest.fixture(scope="session")
+def odd_mp4(media: Path) -> Path:
+    # A 4:2:0 file cannot have odd dimensions; odd-sized sources are 4:4:4 (or RGB/lossless) in practice.
+    return make_clip(media / "odd.mp4", ClipSpec(width=101, height=77, pix_fmt="yuv444p", frames=12))
+
+
+@pytest.fixture(scope="session")
+def rotated_mp4(media: Path) -> Path:
+    return make_clip(media / "rotated.mp4", ClipSpec(rotation=90, frames=12))
+
+
+@pytest.fixture(scope="session")
+def tenbit_mkv(media: Path) -> Path:
+    return make_clip(media / "tenbit.mkv", ClipSpec(pix_fmt="yuv420p10le", frames=12))
+
+
+@pytest.fixture(scope="session")
+def truncated_mp4(media: Path) -> Path:
+    whole = make_clip(media / "whole.mp4", ClipSpec(frames=30, container_options={"movflags": "faststart"}))
+    return truncate(whole, media / "truncated.mp4", keep=0.6)
+
+
+def assert_no_output(path: Path) -> None:
+    assert not path.exists(), f"{path} must not exist after a failed run"
+    leftovers = [p.name for p in path.parent.iterdir() if ".partial" in p.name]
+    assert not leftovers, f"temporary files left behind: {leftovers}"
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# --- the happy path ----------------------------------------------------------------------------------------------
+
+
+def test_frames_timestamps_audio_subtitles_metadata_kept(basic_mp4: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    seen: list[tuple[int, int | None]] = []
+    result = run_file(basic_mp4, out, negate, progress=lambda done, total: seen.append((done, total)))
+
+    assert result.frames_in == result.frames_out == 24 == len(video_times(out))
+    assert video_times(out) == video_times(basic_mp4)  # exact, as fractions of a second
+    assert packet_payloads(out, "audio") == packet_payloads(basic_mp4, "audio")  # byte-identical packet copy
+    assert subtitle_texts(out) == subtitle_texts(basic_mp4) == [["Hello", "anime world"]]
+    assert result.packets_transcoded == 0 and result.streams_transcoded == ()
+    with av.open(str(out)) as container:
+        assert container.metadata.get("title") == "rt-anime test"
+        assert container.streams.video[0].codec_context.name == "h264"
+        assert container.streams.video[0].pix_fmt == "yuv420p"
+    assert seen[-1] == (24, 24) and [d for d, _ in seen] == list(range(1, 25))
+    assert result.model_seconds > 0 and set(result.stage_seconds) == {"decode", "translate", "encode"}
+
+
+def test_pixels_survive_the_round_trip(basic_mp4: Path, tmp_path: Path) -> None:
+    out = tmp_path / "inverted.mkv"
+    run_file(basic_mp4, out, negate, encode=EncodeConfig(crf=0, preset="ultrafast"))
+    src = np.stack(video_frames_rgb(basic_mp4)).astype(np.float64)
+    dst = np.stack(video_frames_rgb(out)).astype(np.float64)
+    # Inversion in RGB, then yuv420p chroma subsampling twice: a few levels of error, not a colour shift.
+    assert np.abs((255.0 - src) - dst).mean() < 6.0
+
+
+@pytest.mark.parametrize("fixture", ["vfr_mkv", "vfr_mp4"])
+def test_vfr_timestamps_are_kept(fixture: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    src = request.getfixturevalue(fixture)
+    out = tmp_path / f"out{src.suffix}"
+    result = run_file(src, out, negate)
+    assert result.frames_out == len(VFR_PTS)
+    assert video_times(out) == [Fraction(p, 1000) for p in VFR_PTS]
+
+
+def test_subtitles_transcoded_when_the_container_needs_it(subs_mkv: Path, basic_mp4: Path, tmp_path: Path) -> None:
+    out = tmp_path / "subs.mp4"  # mp4 holds neither subrip nor ass: both become mov_text
+    result = run_file(subs_mkv, out, negate)
+    assert len(result.streams_transcoded) == 2
+    assert subtitle_texts(out) == [["Hello", "anime world"]] * 2
+    assert packet_payloads(out, "audio") == packet_payloads(subs_mkv, "audio")
+
+    back = tmp_path / "back.mkv"  # and mov_text cannot go into mkv
+    result = run_file(basic_mp4, back, negate)
+    assert [s.split(" -> ")[1] for s in result.streams_transcoded] == ["ass"]
+    assert subtitle_texts(back) == [["Hello", "anime world"]]
+
+
+def test_audio_transcoded_to_aac_when_the_container_needs_it(media: Path, tmp_path: Path) -> None:
+    src = make_clip(media / "pcm_u8.mkv", ClipSpec(audio_codec="pcm_u8", frames=8))
+    out = tmp_path / "out.mp4"
+    result = run_file(src, out, negate)
+    assert result.streams_transcoded == ("#1 audio (pcm_u8) -> aac",)
+    with av.open(str(out)) as container:
+        audio = container.streams.audio[0]
+        assert audio.codec_context.name == "aac"
+        assert abs(float(audio.duration * audio.time_base) - 1.0) < 0.05
+
+
+def test_chapters_and_attachments(subs_mkv: Path, media: Path, tmp_path: Path) -> None:
+    src = add_chapters_and_attachment(subs_mkv, media / "chapters.mkv")
+    out = tmp_path / "out.mkv"
+    result = run_file(src, out, negate)
+    assert result.streams_dropped == ()
+    with av.open(str(src)) as a, av.open(str(out)) as b:
+        assert [c["metadata"]["title"] for c in b.chapters()] == ["Intro", "Main"]
+        assert [c["start"] * c["time_base"] for c in b.chapters()] == [
+            c["start"] * c["time_base"] for c in a.chapters()
+        ]
+        assert [s.metadata.get("filename") for s in b.streams if s.type == "attachment"] == ["font.ttf"]
+    assert packet_payloads(out, "subtitle") == packet_payloads(src, "subtitle")
+
+    mp4 = tmp_path / "out.mp4"  # mp4 keeps chapters but has no attachments: dropped with a warning
+    result = run_file(src, mp4, negate)
+    assert result.streams_dropped == ("#4 attachment (font.ttf)",)
+    with av.open(str(mp4)) as b:
+        assert [c["metadata"]["title"] for c in b.chapters()] == ["Intro", "Main"]
+
+
+def test_live_mode_on_a_file_drops_but_keeps_timestamps(basic_mp4: Path, tmp_path: Path) -> None:
+    def slow(x: torch.Tensor) -> torch.Tensor:
+        import time
+
+        time.sleep(0.02)
+        return x
+
+    out = tmp_path / "live.mp4"
+    result = run_file(basic_mp4, out, slow, config=PipelineConfig(mode="live"))
+    times = video_times(out)
+    assert result.frames_dropped > 0 and result.max_pending <= 1
+    assert result.frames_out == len(times) == result.frames_in - result.frames_dropped
+    assert set(times) <= set(video_times(basic_mp4))  # the frames that survive keep their own timestamps
+    assert packet_payloads(out, "audio") == packet_payloads(basic_mp4, "audio")  # audio is never dropped
+
+
+def test_dts_guard_drops_duplicated_audio_packet(basic_mp4: Path, media: Path, tmp_path: Path) -> None:
+    src = duplicate_audio_packet(basic_mp4, media / "dup_dts.mkv", index=5)
+    out = tmp_path / "out.mp4"
+    result = run_file(src, out, negate)
+    assert result.packets_dropped_dts == 1
+    assert packet_payloads(out, "audio") == packet_payloads(basic_mp4, "audio")
+    assert result.frames_out == 24
+
+
+def test_odd_size_is_kept(odd_mp4: Path, tmp_path: Path) -> None:
+    shapes: list[tuple[int, ...]] = []
+
+    def record(x: torch.Tensor) -> torch.Tensor:
+        shapes.append(tuple(x.shape))
+        return -x
+
+    out = tmp_path / "odd.mp4"
+    result = run_file(odd_mp4, out, record, config=PipelineConfig(size_multiple=8, batch_size=3))
+    assert result.frames_out == 12 and video_times(out) == video_times(odd_mp4)
+    assert set(shapes) == {(3, 3, 80, 104)}  # reflect-padded to multiples of 8
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height, stream.pix_fmt) == (101, 77, "yuv444p")
+
+    padded = tmp_path / "odd_padded.mp4"
+    run_file(odd_mp4, padded, negate, encode=EncodeConfig(odd_size="pad"))
+    with av.open(str(padded)) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height, stream.pix_fmt) == (102, 78, "yuv420p")
+
+    with pytest.raises(EncoderError, match="101x77"):
+        run_file(odd_mp4, tmp_path / "odd_error.mp4", negate, encode=EncodeConfig(odd_size="error"))
+    assert_no_output(tmp_path / "odd_error.mp4")
+
+
+def test_max_side_and_forced_size(odd_mp4: Path, tmp_path: Path) -> None:
+    shapes: list[tuple[int, ...]] = []
+
+    def record(x: torch.Tensor) -> torch.Tensor:
+        shapes.append(tuple(x.shape))
+        return x
+
+    out = tmp_path / "capped.mp4"
+    run_file(odd_mp4, out, record, config=PipelineConfig(max_side=32, size_multiple=8))
+    assert set(shapes) == {(1, 3, 24, 32)}  # 101x77 capped to 32x24, already a multiple of 8
+    with av.open(str(out)) as container:
+        assert (container.streams.video[0].width, container.streams.video[0].height) == (101, 77)
+
+    resized = tmp_path / "resized.mp4"
+    result = run_file(odd_mp4, resized, negate, config=PipelineConfig(size=(80, 60)))
+    assert result.frames_out == 12
+    with av.open(str(resized)) as container:
+        assert (container.streams.video[0].width, container.streams.video[0].height) == (80, 60)
+
+
+def test_rotation_is_kept(rotated_mp4: Path, tmp_path: Path) -> None:
+    out = tmp_path / "rotated.mp4"
+    run_file(rotated_mp4, out, negate)
+    assert first_frame_rotation(out) == first_frame_rotation(rotated_mp4)
+    assert first_frame_rotation(out)[0] == 90
+    out_mkv = tmp_path / "rotated.mkv"
+    run_file(rotated_mp4, out_mkv, negate)
+    assert first_frame_rotation(out_mkv)[0] == 90
+
+
+def test_ten_bit_input(tenbit_mkv: Path, tmp_path: Path) -> None:
+    out8 = tmp_path / "eight.mkv"
+    assert run_file(tenbit_mkv, out8, negate).frames_out == 12
+    out10 = tmp_path / "ten.mkv"
+    run_file(tenbit_mkv, out10, lambda x: x, encode=EncodeConfig(pix_fmt="yuv420p10le", crf=0))
+    with av.open(str(out10)) as container:
+        assert container.streams.video[0].pix_fmt == "yuv420p10le"
+    with av.open(str(tenbit_mkv)) as a, av.open(str(out10)) as b:
+        fa = next(a.decode(video=0)).to_ndarray(format="rgb48le").astype(np.float64)
+        fb = next(b.decode(video=0)).to_ndarray(format="rgb48le").astype(np.float64)
+    assert np.abs(fa - fb).mean() < 0.02 * 65535  # identity through the rgb48 path
+
+
+def test_batches_keep_order(basic_mp4: Path, tmp_path: Path) -> None:
+    out = tmp_path / "batched.mp4"
+    result = run_file(basic_mp4, out, negate, config=PipelineConfig(batch_size=5, queue_size=2))
+    assert result.frames_out == 24
+    assert video_times(out) == video_times(basic_mp4)
+
+
+# --- bad inputs and outputs -------------------------------------------------------------------------------------
+
+
+def test_truncated_input(truncated_mp4: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    with pytest.raises(TruncatedInputError) as info:
+        run_file(truncated_mp4, out, negate)
+    assert info.value.frames_expected == 30
+    assert 0 < info.value.frames_decoded < 30
+    assert info.value.frames_lost == 30 - info.value.frames_decoded
+    assert str(truncated_mp4) in str(info.value)
+    assert_no_output(out)
+
+    result = run_file(truncated_mp4, out, negate, config=PipelineConfig(allow_partial=True))
+    assert result.truncated and result.frames_expected == 30
+    assert result.frames_out == result.frames_in == len(video_times(out)) == 30 - result.frames_lost
+
+
+def test_corrupt_packet_costs_its_frame_only(basic_mp4: Path, media: Path, tmp_path: Path) -> None:
+    src = corrupt_video_packet(basic_mp4, media / "corrupt.mp4", index=10)
+    out = tmp_path / "out.mp4"
+    result = run_file(src, out, negate)
+    assert result.decode_errors >= 1
+    out_times = video_times(out)
+    assert result.frames_out == result.frames_in == len(out_times) < 24
+    assert set(out_times) <= set(video_times(basic_mp4))  # survivors keep their own timestamps
+    assert packet_payloads(out, "audio") == packet_payloads(basic_mp4, "audio")
+
+
+def test_audio_only_input(media: Path, tmp_path: Path) -> None:
+    src = make_audio_only(media / "audio_only.m4a")
+    out = tmp_path / "out.mp4"
+    with pytest.raises(NoVideoError, match="no video stream"):
+        run_file(src, out, negate)
+    assert_no_output(out)
+
+
+def test_video_stream_without_frames(media: Path, tmp_path: Path) -> None:
+    src = make_clip(media / "empty_video.mkv", ClipSpec(frames=0))
+    with pytest.raises(NoVideoError):
+        run_file(src, tmp_path / "out.mp4", negate)
+    assert_no_output(tmp_path / "out.mp4")
+
+
+def test_missing_and_non_media_input(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="not found"):
+        run_file(tmp_path / "nope.mp4", tmp_path / "out.mp4", negate)
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"this is not a video" * 100)
+    with pytest.raises(InputError, match="cannot open"):
+        run_file(junk, tmp_path / "out.mp4", negate)
+    assert_no_output(tmp_path / "out.mp4")
+
+
+def test_output_is_input_is_refused(basic_mp4: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in.mp4"
+    src.write_bytes(basic_mp4.read_bytes())
+    before = sha256(src)
+    with pytest.raises(OutputIsInputError):
+        run_file(src, src, negate)
+    with pytest.raises(OutputIsInputError):
+        run_file(src, tmp_path / "." / "in.mp4", negate)
+    link = tmp_path / "link.mp4"
+    os.link(src, link)
+    with pytest.raises(OutputIsInputError):
+        run_file(src, link, negate)
+    assert sha256(src) == before
+
+
+def test_unwritable_output(basic_mp4: Path, tmp_path: Path) -> None:
+    with pytest.raises(OutputError, match="does not exist"):
+        run_file(basic_mp4, tmp_path / "missing_dir" / "out.mp4", negate)
+    a_file = tmp_path / "file"
+    a_file.write_bytes(b"")
+    with pytest.raises(OutputError):
+        run_file(basic_mp4, a_file / "out.mp4", negate)
+    existing = tmp_path / "existing.mp4"
+    existing.write_bytes(b"keep me")
+    with pytest.raises(OutputError, match="overwrite"):
+        run_file(basic_mp4, existing, negate, encode=EncodeConfig(overwrite=False))
+    assert existing.read_bytes() == b"keep me"
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root ignores directory permissions")
+def test_read_only_output_directory(basic_mp4: Path, tmp_path: Path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        with pytest.raises(OutputError, match="not writable"):
+            run_file(basic_mp4, ro / "out.mp4", negate)
+    finally:
+        ro.chmod(0o700)
+
+
+def test_bad_encoder_settings(basic_mp4: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    with pytest.raises(EncoderError, match="not an encoder"):
+        run_file(basic_mp4, out, negate, encode=EncodeConfig(codec="no_such_codec"))
+    with pytest.raises(EncoderError, match="pix_fmt"):
+        run_file(basic_mp4, out, negate, encode=EncodeConfig(pix_fmt="rgb565le"))
+    assert_no_output(out)
+
+
+# --- failures inside the pipeline -------------------------------------------------------------------------------
+
+
+class Boom(RuntimeError):
+    pass
+
+
+def test_translate_error_propagates_without_output(basic_mp4: Path, tmp_path: Path) -> None:
+    calls = 0
+
+    def failing(x: torch.Tensor) -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        if calls == 5:
+            raise Boom("model exploded")
+        return x
+
+    out = tmp_path / "out.mp4"
+    with pytest.raises(Boom, match="model exploded"):
+        run_file(basic_mp4, out, failing, config=PipelineConfig(queue_size=1))
+    assert_no_output(out)
+
+
+def test_translate_wrong_shape(basic_mp4: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    with pytest.raises(TranslateOutputError, match="shape"):
+        run_file(basic_mp4, out, lambda x: x[:, :, ::2])
+    with pytest.raises(TranslateOutputError, match="torch.Tensor"):
+        run_file(basic_mp4, out, lambda x: x.numpy())
+    assert_no_output(out)
+
+
+def test_decode_error_while_translate_is_backed_up(basic_mp4: Path, tmp_path: Path, monkeypatch) -> None:
+    # The decode thread raises while translate is slow and both queues are full: must not deadlock.
+    import realtime.pipeline.decode as decode_module
+
+    real = decode_module._frame_to_tensor
+    count = 0
+
+    def flaky(frame: av.VideoFrame) -> torch.Tensor:
+        nonlocal count
+        count += 1
+        if count == 8:
+            raise Boom("decoder exploded")
+        return real(frame)
+
+    def slow(x: torch.Tensor) -> torch.Tensor:
+        import time
+
+        time.sleep(0.05)
+        return x
+
+    monkeypatch.setattr(decode_module, "_frame_to_tensor", flaky)
+    out = tmp_path / "out.mp4"
+    with pytest.raises(Boom, match="decoder exploded"):
+        run_file(basic_mp4, out, slow, config=PipelineConfig(queue_size=1))
+    assert_no_output(out)
+
+
+def test_progress_error_and_keyboard_interrupt_leave_no_output(basic_mp4: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+
+    def stop_at_3(done: int, total: int | None) -> None:
+        if done == 3:
+            raise Boom("progress bar failed")
+
+    with pytest.raises(Boom):
+        run_file(basic_mp4, out, negate, progress=stop_at_3)
+    assert_no_output(out)
+
+    def interrupt_in_worker(x: torch.Tensor) -> torch.Tensor:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_file(basic_mp4, out, interrupt_in_worker)
+    assert_no_output(out)
+
+    def ctrl_c(done: int, total: int | None) -> None:
+        if done == 3:
+            _thread.interrupt_main()  # what Ctrl-C does: KeyboardInterrupt in the main thread
+
+    with pytest.raises(KeyboardInterrupt):
+        run_file(basic_mp4, out, negate, progress=ctrl_c)
+    assert_no_output(out)
+
+
+def test_existing_output_survives_a_failed_run(basic_mp4: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"previous result")
+    with pytest.raises(Boom):
+        run_file(basic_mp4, out, lambda x: (_ for _ in ()).throw(Boom("no")))
+    assert out.read_bytes() == b"previous result"  # replaced only on success
+
+
+def test_errors_are_one_line_and_name_the_path(media: Path, tmp_path: Path) -> None:
+    src = make_audio_only(media / "audio_only_2.m4a")
+    with pytest.raises(PipelineError) as info:
+        run_file(src, tmp_path / "out.mp4", negate)
+    message = str(info.value)
+    assert "\n" not in message and message.endswith(str(src))

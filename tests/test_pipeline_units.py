@@ -1,0 +1,218 @@
+"""Unit tests of the pipeline's parts: typed frames, configs, channels, geometry, timestamps, odd-size policy."""
+
+from __future__ import annotations
+
+import threading
+import time
+from fractions import Fraction
+
+import pytest
+import torch
+
+from realtime.frames import Frame, FrameBatch
+from realtime.pipeline import Channel, EncodeConfig, EncoderError, Geometry, PipelineConfig, PipelineStopped
+from realtime.pipeline.convert import _frame_to_tensor, _tensor_to_frame
+from realtime.pipeline.encode import choose_pix_fmt
+from realtime.pipeline.streams import DtsGuard, filter_metadata, rescale
+
+
+def frame(index: int = 0, *, h: int = 4, w: int = 6, pts: int | None = 0, tb: Fraction = Fraction(1, 25)) -> Frame:
+    return Frame(data=torch.zeros(3, h, w), pts=pts, time_base=tb, index=index)
+
+
+# --- Frame / FrameBatch -----------------------------------------------------------------------------------------
+
+
+def test_frame_properties() -> None:
+    f = Frame(data=torch.zeros(3, 4, 6), pts=3003, time_base=Fraction(1, 30000), index=2, duration=1001)
+    assert (f.height, f.width) == (4, 6)
+    assert f.pts_seconds == pytest.approx(0.1001)
+    assert f.duration_seconds == pytest.approx(1001 / 30000)
+    assert frame(pts=None).pts_seconds is None
+    g = f.with_data(torch.ones(3, 8, 8))
+    assert (g.pts, g.time_base, g.index, g.duration) == (3003, Fraction(1, 30000), 2, 1001)
+    with pytest.raises(AttributeError):
+        f.pts = 5  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"data": torch.zeros(4, 4)}, ValueError, "shape"),
+        ({"data": torch.zeros(1, 4, 4)}, ValueError, r"\(3, H, W\)"),
+        ({"data": torch.zeros(3, 4, 4, dtype=torch.uint8)}, TypeError, "floating"),
+        ({"data": [[0.0]]}, TypeError, "torch.Tensor"),
+        ({"pts": 1.5}, TypeError, "pts"),
+        ({"pts": True}, TypeError, "pts"),
+        ({"time_base": 0.04}, TypeError, "Fraction"),
+        ({"time_base": Fraction(0)}, ValueError, "> 0"),
+        ({"index": -1}, ValueError, "index"),
+    ],
+)
+def test_frame_validation(kwargs: dict, error: type[Exception], match: str) -> None:
+    base = {"data": torch.zeros(3, 4, 4), "pts": 0, "time_base": Fraction(1, 25), "index": 0}
+    with pytest.raises(error, match=match):
+        Frame(**{**base, **kwargs})
+
+
+def test_frame_batch_round_trip() -> None:
+    frames = [frame(i, pts=i * 2) for i in range(3)]
+    batch = FrameBatch.from_frames(frames)
+    assert batch.data.shape == (3, 3, 4, 6) and len(batch) == 3
+    assert batch.pts == (0, 2, 4) and batch.indices == (0, 1, 2)
+    back = batch.to_frames(-batch.data)
+    assert [f.pts for f in back] == [0, 2, 4] and float(back[0].data.sum()) == 0.0
+    with pytest.raises(ValueError, match="one size"):
+        FrameBatch.from_frames([frame(0), frame(1, h=5)])
+    with pytest.raises(ValueError, match="time base"):
+        FrameBatch.from_frames([frame(0), frame(1, tb=Fraction(1, 30))])
+    with pytest.raises(ValueError, match="at least one"):
+        FrameBatch.from_frames([])
+
+
+# --- configs ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"mode": "realtime"}, "mode must be one of 'file', 'live'"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"queue_size": 0}, "queue_size"),
+        ({"size_multiple": 0}, "size_multiple"),
+        ({"max_side": 1}, "max_side"),
+        ({"size": (10,)}, "size"),
+        ({"size": (10, 0)}, "size"),
+        ({"device": "gpu7"}, "device"),
+        ({"stop_timeout": 0}, "stop_timeout"),
+    ],
+)
+def test_pipeline_config_validation(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        PipelineConfig(**kwargs)
+
+
+def test_encode_config() -> None:
+    config = EncodeConfig(crf=20, preset="fast", options={"tune": "animation", "crf": "22"})
+    assert config.encoder_options() == {"crf": "22", "preset": "fast", "tune": "animation"}
+    assert EncodeConfig(crf=None, preset=None).encoder_options() == {}
+    with pytest.raises(TypeError):
+        config.options["x"] = "y"  # type: ignore[index]
+    with pytest.raises(ValueError, match="odd_size"):
+        EncodeConfig(odd_size="crop")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="options"):
+        EncodeConfig(options={"crf": 18})  # type: ignore[dict-item]
+
+
+def test_choose_pix_fmt() -> None:
+    assert choose_pix_fmt(EncodeConfig(), 64, 48) == ("yuv420p", 64, 48)
+    assert choose_pix_fmt(EncodeConfig(), 101, 77) == ("yuv444p", 101, 77)
+    assert choose_pix_fmt(EncodeConfig(pix_fmt="yuv420p10le"), 101, 78) == ("yuv444p10le", 101, 78)
+    assert choose_pix_fmt(EncodeConfig(pix_fmt="yuv422p"), 64, 77) == ("yuv422p", 64, 77)  # 4:2:2: odd height ok
+    assert choose_pix_fmt(EncodeConfig(odd_size="pad"), 101, 77) == ("yuv420p", 102, 78)
+    with pytest.raises(EncoderError, match="odd_size"):
+        choose_pix_fmt(EncodeConfig(odd_size="error"), 101, 77)
+
+
+# --- channels ---------------------------------------------------------------------------------------------------
+
+
+def test_channel_drop_oldest_keeps_the_newest() -> None:
+    stop = threading.Event()
+    dropped: list[int] = []
+    ch: Channel[int] = Channel(name="t", capacity=2, stop=stop, policy="drop_oldest", on_drop=dropped.append)
+    for i in range(5):
+        ch.put(i)
+    assert len(ch) == 2 and ch.high_water == 2 and ch.dropped == 3 and dropped == [0, 1, 2]
+    ch.close()
+    assert list(ch) == [3, 4]
+
+
+def test_channel_blocking_put_wakes_on_stop() -> None:
+    stop = threading.Event()
+    ch: Channel[int] = Channel(name="t", capacity=1, stop=stop)
+    ch.put(0)
+    errors: list[BaseException] = []
+
+    def producer() -> None:
+        try:
+            ch.put(1)  # full: blocks until stop
+        except PipelineStopped as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=producer)
+    thread.start()
+    time.sleep(0.05)
+    assert thread.is_alive()
+    stop.set()
+    ch.abort()
+    thread.join(1.0)
+    assert not thread.is_alive() and len(errors) == 1
+
+
+def test_channel_waits_for_every_producer() -> None:
+    ch: Channel[int] = Channel(name="t", capacity=4, stop=threading.Event(), producers=2)
+    ch.put(1)
+    ch.close()
+    assert ch.get() == 1
+    assert ch.get(block=False) is None and not ch.finished
+    ch.close()
+    assert ch.get() is None and ch.finished
+
+
+# --- geometry, timestamps, metadata -----------------------------------------------------------------------------
+
+
+def test_geometry_pad_and_crop() -> None:
+    g = Geometry.plan((77, 101), output_hw=(77, 101), max_side=None, size_multiple=8)
+    assert g.model == (77, 101) and g.padded == (80, 104)
+    x = torch.rand(2, 3, 77, 101) * 2 - 1
+    padded = g.to_model(x)
+    assert padded.shape == (2, 3, 80, 104)
+    assert torch.equal(padded[..., :77, :101], x)  # padding never touches the picture
+    assert torch.equal(padded[..., 77, :101], x[..., 75, :])  # reflect, not replicate
+    assert torch.equal(g.from_model(padded), x)
+
+
+def test_geometry_max_side_and_tiny_frames() -> None:
+    g = Geometry.plan((1080, 1920), output_hw=(1080, 1920), max_side=1280, size_multiple=8)
+    assert g.model == (720, 1280) and g.padded == (720, 1280)
+    assert g.from_model(g.to_model(torch.zeros(1, 3, 1080, 1920))).shape == (1, 3, 1080, 1920)
+    tiny = Geometry.plan((2, 3), output_hw=(2, 3), max_side=None, size_multiple=8)
+    assert tiny.to_model(torch.zeros(1, 3, 2, 3)).shape == (1, 3, 8, 8)  # falls back to replicate
+
+
+def test_rescale_rounds_like_ffmpeg() -> None:
+    assert rescale(1001, Fraction(1, 30000), Fraction(1, 90000)) == 3003
+    assert rescale(1, Fraction(1, 3), Fraction(1, 2)) == 1  # 0.667 -> 1
+    assert rescale(1, Fraction(1, 4), Fraction(1, 2)) == 1  # 0.5 -> 1 (half away from zero)
+    assert rescale(-1, Fraction(1, 4), Fraction(1, 2)) == -1
+
+
+def test_dts_guard() -> None:
+    guard = DtsGuard(strict=True)
+    assert [guard.admit(d) for d in (0, 1024, 1024, 512, 2048, None)] == [True, True, False, False, True, True]
+    assert guard.dropped == 2
+    lenient = DtsGuard(strict=False)
+    assert [lenient.admit(d) for d in (0, 0, -1)] == [True, True, False]
+
+
+def test_filter_metadata() -> None:
+    kept = filter_metadata(
+        {"title": "t", "encoder": "Lavf", "major_brand": "isom", "DURATION": "1", "BPS-eng": "9", "language": "jpn"}
+    )
+    assert kept == {"title": "t", "language": "jpn"}
+
+
+def test_conversion_round_trip_is_exact_in_rgb() -> None:
+    import av
+    import numpy as np
+
+    rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    t = _frame_to_tensor(av.VideoFrame.from_ndarray(rgb, format="rgb24"))
+    assert t.shape == (3, 5, 7) and t.dtype == torch.float32 and float(t.min()) >= -1 and float(t.max()) <= 1
+    back = _tensor_to_frame(t, format="rgb24").to_ndarray()
+    assert np.array_equal(back, rgb)
+    deep = (rgb.astype(np.uint16) * 257).astype(np.uint16)
+    t16 = _frame_to_tensor(av.VideoFrame.from_ndarray(deep, format="rgb48le"))
+    assert np.array_equal(_tensor_to_frame(t16, format="rgb48le").to_ndarray(), deep)
