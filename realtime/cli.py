@@ -17,6 +17,7 @@ from . import __version__
 from .errors import RtAnimeError
 
 COMMANDS: dict[str, str] = {
+    "run": "stylize INPUT into OUTPUT (the default: 'rt-anime INPUT OUTPUT')",
     "export": "export a generator to ONNX, TorchScript or TensorRT and report parity",
     "solvers": "compare ODE solvers on images: PSNR vs dopri5, NFE, ms/frame",
     "list": "list generators and bundled weights",
@@ -26,7 +27,9 @@ EXIT_USER_ERROR = 2
 
 def _parser_for(name: str) -> tuple[argparse.ArgumentParser, object]:
     module = import_module(f".commands.{name}", __package__)
-    parser = argparse.ArgumentParser(prog=f"rt-anime {name}", description=COMMANDS[name])
+    prog = "rt-anime" if name == "run" else f"rt-anime {name}"
+    parser = argparse.ArgumentParser(prog=prog, description=module.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     module.add_arguments(parser)
     _add_common(parser)
     return parser, module
@@ -38,7 +41,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 def _top_help() -> str:
     lines = [f"rt-anime {__version__}: real-time anime stylization for video, images and cameras", "",
-             "usage: rt-anime COMMAND [options]", "", "commands:"]
+             "usage: rt-anime INPUT OUTPUT [options]     stylize a video, image or folder",
+             "       rt-anime COMMAND [options]", "", "commands:"]
     lines += [f"  {name:<10} {text}" for name, text in COMMANDS.items()]
     lines += ["", "Run 'rt-anime COMMAND --help' for a command's options."]
     return "\n".join(lines)
@@ -52,12 +56,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[0] == "--version":
         print(f"rt-anime {__version__}")
         return 0
-    name = argv[0]
-    if name not in COMMANDS:
-        print(f"rt-anime: error: unknown command {name!r}; expected one of: {', '.join(COMMANDS)}", file=sys.stderr)
-        return EXIT_USER_ERROR
+    # Anything that is not a command name is the main job's INPUT.
+    name, rest = (argv[0], argv[1:]) if argv[0] in COMMANDS else ("run", argv)
     parser, module = _parser_for(name)
-    args = parser.parse_args(argv[1:])
+    args = parser.parse_args(rest)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -34,7 +34,7 @@ def test_export_prints_parity(tmp_path):
       "-W", "32", "-o", "x.onnx"], r"\['solver'\] are not known to family 'animeganv2'"),
     (["export", "--model", "nijigan-lite", "--random-weights", "--format", "torchscript", "-H", "30", "-W", "32",
       "-o", "x.ts"], "multiples of 4"),
-    (["frobnicate"], "unknown command 'frobnicate'"),
+    (["frobnicate", "out.mp4"], "input frobnicate does not exist"),
 ])
 def test_user_errors_are_one_line_and_exit_2(args, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)

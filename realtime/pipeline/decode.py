@@ -68,21 +68,31 @@ class InputVideo:
     """An opened input: its video stream is decoded into Frames, chosen other streams are passed as packets.
 
     Args:
-        path: Input file (or any URL FFmpeg opens).
+        path: Input file (or any URL FFmpeg opens, or an ``image2`` glob/printf pattern).
         copy_audio: Emit the packets of every audio stream.
         copy_subtitles: Emit the packets of every subtitle stream.
+        format: FFmpeg demuxer to force (``image2`` for image sequences); ``None`` probes.
+        options: Demuxer options (``{"framerate": "30000/1001", "pattern_type": "glob"}`` for ``image2``).
 
     Raises:
         InputError: the input does not exist or FFmpeg cannot open it.
         NoVideoError: the input has no video stream, or no video frame decodes.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, copy_audio: bool = True, copy_subtitles: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        copy_audio: bool = True,
+        copy_subtitles: bool = True,
+        format: str | None = None,
+        options: dict[str, str] | None = None,
+    ) -> None:
         self.path = os.fspath(path)
-        if "://" not in self.path and not os.path.exists(self.path):
+        if format is None and "://" not in self.path and not os.path.exists(self.path):
             raise InputError("input file not found", path=self.path)
         try:
-            self.container: av.container.InputContainer = av.open(self.path, "r")
+            self.container: av.container.InputContainer = av.open(self.path, "r", format=format, options=options)
         except av.error.FFmpegError as error:
             raise InputError(
                 f"cannot open input as a media file ({_reason(error)}; an mp4/mov cut before its index cannot be read)",

@@ -44,6 +44,8 @@ def run_file(
     config: PipelineConfig | None = None,
     encode: EncodeConfig | None = None,
     progress: Callable[[int, int | None], None] | None = None,
+    input_format: str | None = None,
+    input_options: dict[str, str] | None = None,
 ) -> PipelineResult:
     """Stylize a video file: decode → ``translate`` → encode, keeping timestamps, audio and subtitles.
 
@@ -56,6 +58,8 @@ def run_file(
         encode: Encoder configuration; defaults to libx264 ``yuv420p`` CRF 18.
         progress: ``progress(frames_written, frames_expected_or_None)``, called on the encode thread after
             each frame. An exception it raises stops the run and propagates.
+        input_format: FFmpeg demuxer to force, e.g. ``image2`` for an image sequence pattern.
+        input_options: Demuxer options, e.g. ``{"framerate": "25"}``.
 
     Returns:
         Counts and timings of the run.
@@ -74,8 +78,10 @@ def run_file(
     config = config if config is not None else PipelineConfig()
     encode = encode if encode is not None else EncodeConfig()
     started = time.perf_counter()
-    in_path, out_path = _check_paths(Path(input_path), Path(output_path), overwrite=encode.overwrite)
-    with InputVideo(in_path, copy_audio=config.copy_audio, copy_subtitles=config.copy_subtitles) as source:
+    in_path, out_path = _check_paths(Path(input_path), Path(output_path), overwrite=encode.overwrite,
+                                     pattern=input_format is not None)
+    with InputVideo(in_path, copy_audio=config.copy_audio, copy_subtitles=config.copy_subtitles,
+                    format=input_format, options=input_options) as source:
         info = source.info
         if info.frames_unreadable and not config.allow_partial:
             assert info.frames_declared is not None  # an index check needs a declared count
@@ -167,11 +173,12 @@ def _stage_seconds(stages: list[Stage]) -> dict[str, float]:
     return {stage.name: stage.busy_seconds for stage in stages}
 
 
-def _check_paths(input_path: Path, output_path: Path, *, overwrite: bool) -> tuple[Path, Path]:
-    if not input_path.exists():
+def _check_paths(input_path: Path, output_path: Path, *, overwrite: bool, pattern: bool = False) -> tuple[Path, Path]:
+    # A demuxer pattern (image2 glob or printf) names no single file; the caller checked its members exist.
+    if not pattern and not input_path.exists():
         raise InputError("input file not found", path=input_path)
     if output_path.exists():
-        if os.path.samefile(input_path, output_path):
+        if not pattern and os.path.samefile(input_path, output_path):
             raise OutputIsInputError("output path is the input file; choose another output path", path=output_path)
         if output_path.is_dir():
             raise OutputError("output path is a directory; give a file name", path=output_path)
