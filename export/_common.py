@@ -5,14 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn as nn
+
+from realtime._fileio import write_atomic  # noqa: F401  (re-exported for the exporters)
 
 
 @dataclass(frozen=True)
@@ -81,18 +80,3 @@ def model_fingerprint(model: nn.Module, extra: dict | None = None) -> str:
         h.update(value.detach().cpu().contiguous().numpy().tobytes())
     h.update(json.dumps(extra or {}, sort_keys=True, default=str).encode())
     return h.hexdigest()
-
-
-def write_atomic(path: Path, write: Callable[[str], None]) -> None:
-    """Write through a temporary file in the target directory so a failed export leaves nothing at ``path``."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise ValueError(f"output directory {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import pickle
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -25,6 +24,7 @@ from typing import Any, Mapping
 import torch
 
 from . import __version__
+from ._fileio import write_atomic
 from ._registry import Family, families, get_entry, get_family
 from .errors import CheckpointError
 from .models._base import Generator
@@ -84,17 +84,6 @@ def sha256_file(path: "str | os.PathLike") -> str:
 
 # --- saving --------------------------------------------------------------------------------------------------------
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_generator(model: Generator, path: "str | os.PathLike", *, dtype: torch.dtype = torch.float32,
                    extra: Mapping[str, Any] | None = None) -> Path:
     """Save ``model`` as ``<stem>.safetensors`` + ``<stem>.json`` and return the JSON path.
@@ -118,7 +107,7 @@ def save_generator(model: Generator, path: "str | os.PathLike", *, dtype: torch.
     tensors = {k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()).contiguous()
                for k, v in model.state_dict().items()}
     header = {"family": model.family, "preset": getattr(model, "preset", None), "config": model.config_dict()}
-    _atomic_write(weights_path, lambda tmp: save_file(tensors, tmp, metadata={"rt_anime": json.dumps(header)}))
+    write_atomic(weights_path, lambda tmp: save_file(tensors, tmp, metadata={"rt_anime": json.dumps(header)}))
     record = {
         "format": FORMAT, "format_version": FORMAT_VERSION, **header,
         "preprocessing": {"color": "RGB", "layout": "NCHW", "input_range": [-1.0, 1.0],
@@ -127,7 +116,7 @@ def save_generator(model: Generator, path: "str | os.PathLike", *, dtype: torch.
         "num_params": sum(p.numel() for p in model.parameters()), "rt_anime_version": __version__,
         **(dict(extra) if extra else {}),
     }
-    _atomic_write(config_path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2) + "\n"))
+    write_atomic(config_path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2) + "\n"))
     return config_path
 
 

@@ -18,6 +18,7 @@ from typing import Callable, Literal
 
 import torch
 
+from ._fileio import write_atomic
 from .errors import RtAnimeError
 from .images import IMAGE_SUFFIXES, image_to_tensor, read_image, tensor_to_image, write_image
 from .pipeline import EncodeConfig, PipelineConfig, PipelineResult, run_file
@@ -167,12 +168,8 @@ def stylize_images(pairs: list[tuple[Path, Path]], translate: Callable[[torch.Te
         with torch.inference_mode():
             y = geometry.from_model(translate(geometry.to_model(x)).float().cpu())
         model_seconds += time.perf_counter() - t0
-        tmp = dst.with_name(f".{dst.stem}.partial{dst.suffix}")
-        try:
-            write_image(tmp, tensor_to_image(y))
-            os.replace(tmp, dst)
-        finally:
-            tmp.unlink(missing_ok=True)
+        image = tensor_to_image(y)
+        write_atomic(dst, lambda tmp: write_image(tmp, image))
         if progress is not None:
             progress(i + 1, len(pairs))
     return JobResult(frames=len(pairs), seconds=time.perf_counter() - start, model_seconds=model_seconds)

@@ -1,8 +1,10 @@
-"""Pixel conversion between PyAV frames and model tensors (CPU reference path).
+"""Pixel conversion between PyAV frames and model tensors.
 
-The two private functions below are the only place the pipeline converts pixels. ``kernels/`` will provide
-``frame_to_tensor(frame) -> Tensor`` and ``tensor_to_frame(t, format=...) -> av.VideoFrame`` (device-side
-NV12/YUV conversion); swapping them in is a change to these two functions only.
+The two private functions below are the only place the pipeline converts pixels. The common formats (yuv420p,
+yuvj420p, nv12, yuv420p10le in; yuv420p, nv12, yuv420p10le out) go through ``kernels``, whose conversion is within
+1 LSB of libswscale's accurate path (bilinear chroma) and measured fastest among the conversions that are
+(``bench/bench_kernels.py``). Every other format (yuv444p for odd sizes, rgb, 4:2:2 …) uses the generic path
+below, through PyAV's ``to_ndarray``.
 
 8-bit sources go through ``rgb24``; sources with more bits per component go through ``rgb48le`` so a 10-bit input
 keeps its precision up to the model. The YUV→RGB matrix and range come from the frame's own tags (PyAV applies
@@ -14,6 +16,8 @@ from __future__ import annotations
 import av
 import numpy as np
 import torch
+
+import kernels
 
 __all__: list[str] = []  # private to realtime.pipeline
 
@@ -34,6 +38,11 @@ def _frame_to_tensor(frame: av.VideoFrame) -> torch.Tensor:
     The result is a channels-first *view* of an HWC buffer: converting in memory order and letting the batch
     ``torch.stack`` do the one layout copy saves a full pass per frame.
     """
+    if frame.format.name in kernels.INPUT_FORMATS:
+        try:
+            return kernels.frame_to_tensor(frame)
+        except ValueError:  # colour tags libswscale has no matrix for: the generic path applies its default
+            pass
     rgb_format = _rgb_format_for(frame.format.name)
     array = frame.to_ndarray(format=rgb_format)  # (H, W, 3) uint8 or uint16
     if rgb_format == "rgb24":
@@ -56,6 +65,11 @@ def _tensor_to_frame(
     Values outside ``[-1, 1]`` are clipped. ``colorspace`` (an AVColorSpace tag) and ``color_range`` (an
     AVColorRange tag) select the RGB→YUV matrix and range and are written on the frame.
     """
+    if format in kernels.OUTPUT_FORMATS:
+        try:
+            return kernels.tensor_to_frame(t, format=format, colorspace=colorspace, color_range=color_range)
+        except ValueError:  # colour tags libswscale has no matrix for
+            pass
     rgb_format = _rgb_format_for(format)
     scale = 127.5 if rgb_format == "rgb24" else 32767.5
     # One new buffer, in-place passes, then a single strided copy into HWC that also narrows the dtype.

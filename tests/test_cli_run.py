@@ -1,0 +1,161 @@
+"""``rt-anime INPUT OUTPUT`` as a user runs it: videos, images, folders, and every bad input of the issue."""
+
+import re
+from fractions import Fraction
+
+import cv2
+import numpy as np
+import pytest
+
+from media import ClipSpec, corrupt_video_packet, make_audio_only, make_clip, packet_payloads, truncate, video_times
+from realtime.cli import main
+
+MODEL = ["--model", "nijigan-lite", "--random-weights", "--preset", "ultrafast"]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """VFR, AAC audio, 12 frames."""
+    path = tmp_path_factory.mktemp("media") / "clip.mp4"
+    return make_clip(path, ClipSpec(width=64, height=48, frames=12, pts=[0, 1, 3, 4, 6, 9, 10, 12, 15, 16, 18, 20]))
+
+
+def one_line_error(capsys, pattern):
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if line.startswith("rt-anime: error:")]
+    assert len(errors) == 1 and not any("Traceback" in line for line in err), err
+    assert re.search(pattern, errors[0]), errors[0]
+
+
+def test_video_keeps_frames_pts_audio_and_size(clip, tmp_path, capsys):
+    out = tmp_path / "out.mp4"
+    assert main([str(clip), str(out), *MODEL, "--benchmark"]) == 0
+    assert video_times(out) == video_times(clip) and len(video_times(out)) == 12
+    assert packet_payloads(out) == packet_payloads(clip) and packet_payloads(clip)
+    import av
+
+    with av.open(str(out)) as c:
+        s = c.streams.video[0]
+        assert (s.codec_context.width, s.codec_context.height) == (64, 48)
+    text = capsys.readouterr().out
+    assert "model-only:" in text and "end-to-end:" in text and "stage busy time" in text
+
+
+def test_max_side_and_size(clip, tmp_path):
+    import av
+
+    out = tmp_path / "s.mkv"
+    assert main([str(clip), str(out), *MODEL, "--size", "40x32"]) == 0
+    with av.open(str(out)) as c:
+        assert (c.streams.video[0].codec_context.width, c.streams.video[0].codec_context.height) == (40, 32)
+    assert main([str(clip), str(tmp_path / "m.mkv"), *MODEL, "--max-side", "32"]) == 0
+    with av.open(str(tmp_path / "m.mkv")) as c:
+        assert c.streams.video[0].codec_context.width == 64
+
+
+def _images(folder, sizes):
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i, (w, h) in enumerate(sizes):
+        cv2.imwrite(str(folder / f"f{i:03d}.png"), (rng.random((h, w, 3)) * 255).astype(np.uint8))
+    return folder
+
+
+def test_image_folder_to_folder_keeps_names_and_sizes(tmp_path):
+    src = _images(tmp_path / "in", [(30, 22), (41, 17)])
+    assert main([str(src), str(tmp_path / "out"), *MODEL]) == 0
+    outs = sorted((tmp_path / "out").iterdir())
+    assert [p.name for p in outs] == ["f000.png", "f001.png"]
+    assert cv2.imread(str(outs[1])).shape == (17, 41, 3)
+
+
+def test_single_image(tmp_path):
+    src = _images(tmp_path / "in", [(33, 21)]) / "f000.png"
+    out = tmp_path / "o.jpg"
+    assert main([str(src), str(out), *MODEL]) == 0
+    img = cv2.imread(str(out))
+    assert img.shape == (21, 33, 3) and img.std() > 0
+
+
+def test_pattern_to_video_uses_exact_fps(tmp_path):
+    _images(tmp_path / "in", [(32, 24)] * 5)
+    out = tmp_path / "v.mp4"
+    assert main([str(tmp_path / "in" / "f%03d.png"), str(out), *MODEL, "--fps", "29.97"]) == 0
+    times = video_times(out)
+    assert len(times) == 5 and times[1] - times[0] == Fraction(1001, 30000)
+
+
+def test_folder_to_video_needs_fps(tmp_path, capsys):
+    _images(tmp_path / "in", [(32, 24)] * 3)
+    assert main([str(tmp_path / "in"), str(tmp_path / "v.mp4"), *MODEL]) == 2
+    one_line_error(capsys, "needs a frame rate: add --fps")
+    assert not (tmp_path / "v.mp4").exists()
+
+
+def test_mixed_sizes_to_video_is_refused(tmp_path, capsys):
+    _images(tmp_path / "in", [(32, 24), (40, 24)])
+    assert main([str(tmp_path / "in"), str(tmp_path / "v.mp4"), *MODEL, "--fps", "25"]) == 2
+    one_line_error(capsys, r"mixes sizes: f000.png is 32x24, f001.png is 40x24")
+    assert not (tmp_path / "v.mp4").exists()
+
+
+@pytest.fixture(scope="module")
+def bad_media(tmp_path_factory, clip):
+    d = tmp_path_factory.mktemp("bad")
+    (d / "notmedia.mp4").write_bytes(b"this is not a video at all" * 100)
+    truncate(clip, d / "truncated.mp4", keep=0.6)
+    make_audio_only(d / "audio.m4a")
+    (d / "empty_dir").mkdir()
+    (d / "model.pth").write_bytes(b"garbage")
+    return d
+
+
+@pytest.mark.parametrize("make_args, pattern", [
+    (lambda d, c: ["missing.mp4", "o.mp4"], "input missing.mp4 does not exist"),
+    (lambda d, c: [str(d / "empty_dir"), "o.mp4", "--fps", "5"], "contains no images"),
+    (lambda d, c: [str(d / "notmedia.mp4"), "o.mp4"], "cannot open input as a media file"),
+    (lambda d, c: [str(d / "truncated.mp4"), "o.mp4"], r"truncated|frames? (lost|missing)"),
+    (lambda d, c: [str(d / "audio.m4a"), "o.mp4"], "no video stream"),
+    (lambda d, c: [str(c), str(c)], "output path is the input file"),
+    (lambda d, c: [str(c), "o.xyz"], "unknown extension '.xyz'"),
+    (lambda d, c: [str(c), "nodir/o.mp4"], "output directory does not exist"),
+    (lambda d, c: [str(c), "o.png"], "output must be a video file"),
+    (lambda d, c: [str(c), "o.mp4", "--size", "0x10"], "--size '0x10'"),
+    (lambda d, c: [str(c), "o.mp4", "--size", "big"], "--size 'big'"),
+    (lambda d, c: [str(c), "o.mp4", "--max-side", "-3"], "--max-side must be at least 8"),
+    (lambda d, c: [str(c), "o.mp4", "--fps", "0"], "--fps '0'"),
+    (lambda d, c: [str(c), "o.mp4", "--batch", "0"], "--batch must be >= 1"),
+])
+def test_bad_input_is_one_line_exit_2_and_no_output(bad_media, clip, tmp_path, capsys, monkeypatch, make_args,
+                                                    pattern):
+    monkeypatch.chdir(tmp_path)
+    assert main([*make_args(bad_media, clip), *MODEL]) == 2
+    one_line_error(capsys, pattern)
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()], "nothing may be written at the output path"
+
+
+def test_model_file_that_fails_to_load(bad_media, clip, tmp_path, capsys):
+    assert main([str(clip), str(tmp_path / "o.mp4"), "--model", str(bad_media / "model.pth")]) == 2
+    one_line_error(capsys, "is not a readable PyTorch checkpoint")
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_no_default_model_yet_is_explained(clip, tmp_path, capsys):
+    assert main([str(clip), str(tmp_path / "o.mp4")]) == 2
+    one_line_error(capsys, "no bundled default model")
+
+
+def test_truncated_with_allow_partial_keeps_what_decodes(bad_media, tmp_path, capsys):
+    out = tmp_path / "p.mp4"
+    assert main([str(bad_media / "truncated.mp4"), str(out), *MODEL, "--allow-partial"]) == 0
+    assert 0 < len(video_times(out)) < 12
+    assert "truncated" in capsys.readouterr().err
+
+
+def test_corrupt_packet_is_reported_and_the_rest_kept(clip, tmp_path, capsys):
+    bad = corrupt_video_packet(clip, tmp_path / "corrupt.mp4", index=6)
+    out = tmp_path / "c.mp4"
+    code = main([str(bad), str(out), *MODEL])
+    err = capsys.readouterr().err
+    assert code == 0 and "corrupt packet" in err
+    assert len(video_times(out)) >= 10
