@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "export": "export a generator to ONNX, TorchScript or TensorRT and report parity",
     "solvers": "compare ODE solvers on images: PSNR vs dopri5, NFE, ms/frame",
     "list": "list generators and bundled weights",
+    "teach": "render INPUT with the algorithmic anime teacher (the training targets) into OUTPUT",
 }
 EXIT_USER_ERROR = 2
 

@@ -159,3 +159,26 @@ def test_corrupt_packet_is_reported_and_the_rest_kept(clip, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 0 and "corrupt packet" in err
     assert len(video_times(out)) >= 10
+
+
+def test_tiles_cover_the_frame_and_blend_exactly_for_a_pointwise_model():
+    import torch
+
+    from realtime.tiling import TiledTranslate
+
+    calls = []
+
+    def pointwise(x):
+        calls.append(tuple(x.shape))
+        return torch.tanh(2 * x)
+
+    x = torch.rand(1, 3, 100, 72) * 2 - 1
+    y = TiledTranslate(pointwise, tile=32, overlap=8, multiple=4)(x)
+    assert all(s[-2] <= 32 and s[-1] <= 32 for s in calls) and len(calls) > 4
+    torch.testing.assert_close(y, torch.tanh(2 * x), atol=1e-6, rtol=0)
+
+
+def test_tiled_video_run(clip, tmp_path):
+    out = tmp_path / "t.mp4"
+    assert main([str(clip), str(out), *MODEL, "--tile", "32", "--tile-overlap", "8"]) == 0
+    assert len(video_times(out)) == 12

@@ -15,6 +15,7 @@ from ..checkpoint import list_pretrained
 from ..errors import RtAnimeError
 from ..jobs import classify_input, classify_output, parse_fps, run_job
 from ..pipeline import EncodeConfig, PipelineConfig
+from ..tiling import TiledTranslate
 from . import add_model_arguments, model_from_args, parse_size
 
 DEFAULT_MODEL = "nijigan-lite"
@@ -38,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pix-fmt", default="yuv420p", help="encoder pixel format (default yuv420p)")
     parser.add_argument("--allow-partial", action="store_true",
                         help="keep the output of a truncated input (frames lost are still reported)")
+    parser.add_argument("--tile", type=int, metavar="N",
+                        help="run the model on overlapping N×N tiles (for frames too large for memory)")
+    parser.add_argument("--tile-overlap", type=int, default=32, metavar="N", help="tile overlap in pixels (32)")
     parser.add_argument("--threads", type=int, help="CPU threads for inference")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     parser.add_argument("--benchmark", action="store_true", help="print model-only fps, end-to-end fps, stage times")
@@ -82,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
     target = classify_output(args.output)
     model = _model(args)
     backend = make_backend(model, BackendConfig(name=args.backend, device=args.device, threads=args.threads))
+    if args.tile:
+        backend = TiledTranslate(backend, tile=args.tile, overlap=args.tile_overlap, multiple=model.size_multiple)
     config = PipelineConfig(batch_size=args.batch, size_multiple=model.size_multiple, max_side=args.max_side,
                             size=size, allow_partial=args.allow_partial)
     encode = EncodeConfig(codec=args.codec, pix_fmt=args.pix_fmt, crf=args.crf, preset=args.preset)
