@@ -18,6 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -62,9 +63,9 @@ def make_clip(path: Path, width: int, height: int, frames: int, fps: int = 25) -
         t = np.arange(samples) / 48000
         wave = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
         for start in range(0, samples, 1024):
-            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(wave[:, start:start + 1024]), format="fltp",
+            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(wave[:, start:start + 1024]), format="flt",
                                             layout="mono")
-            af.sample_rate = 48000
+            af.sample_rate, af.pts, af.time_base = 48000, start, Fraction(1, 48000)
             out.mux(audio.encode(af))
         out.mux(audio.encode())
 

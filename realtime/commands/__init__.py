@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .._registry import create_generator, list_generators
 from ..checkpoint import load_generator
@@ -32,3 +33,53 @@ def parse_size(text: str, *, flag: str) -> tuple[int, int]:
     if not sep or not w.isdigit() or not h.isdigit() or int(w) < 1 or int(h) < 1:
         raise ValueError(f"{flag} {text!r}: expected WIDTHxHEIGHT with positive integers, e.g. 640x360")
     return int(w), int(h)
+
+
+def add_io_arguments(parser: argparse.ArgumentParser) -> None:
+    """INPUT, OUTPUT and the encoding/geometry flags shared by every command that writes media."""
+    parser.add_argument("input", metavar="INPUT", help="video, image, folder of images, or pattern (frames/%%05d.png)")
+    parser.add_argument("output", metavar="OUTPUT", help="video (.mp4, .mkv, …), image (.png, …) or folder")
+    parser.add_argument("--size", metavar="WxH", help="output size (the model runs at this size)")
+    parser.add_argument("--fps", help="frame rate when writing a video from images (25, 29.97, 30000/1001)")
+    parser.add_argument("--crf", type=float, default=18, help="x264/x265 constant rate factor (default 18)")
+    parser.add_argument("--preset", default="medium", help="encoder preset (default medium)")
+    parser.add_argument("--codec", default="libx264", help="video encoder (default libx264; h264_nvenc on NVIDIA)")
+    parser.add_argument("--pix-fmt", default="yuv420p", help="encoder pixel format (default yuv420p)")
+    parser.add_argument("--allow-partial", action="store_true",
+                        help="keep the output of a truncated input (frames lost are still reported)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+
+
+class ProgressBar:
+    """A tqdm bar on an interactive stderr; nothing otherwise (logs and CI stay clean)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.bar = None
+        self.enabled = enabled and sys.stderr.isatty()
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="frame", dynamic_ncols=True, file=sys.stderr)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def warn_about_input(result, input_name: str) -> None:
+    """Tell the user what was lost from the input (truncation, corrupt packets) even when the run succeeded."""
+    p = result.pipeline
+    if p is None:
+        return
+    if p.truncated:
+        lost = f"{p.frames_lost} frame(s) lost" if p.frames_lost else "frames lost at the end"
+        print(f"rt-anime: warning: {input_name} is truncated: {lost}; kept {p.frames_out} (--allow-partial)",
+              file=sys.stderr)
+    if p.decode_errors:
+        print(f"rt-anime: warning: {p.decode_errors} corrupt packet(s) in {input_name} did not decode",
+              file=sys.stderr)

@@ -8,7 +8,6 @@ a video need ``--fps``. Videos keep every frame, their timestamps, audio and sub
 from __future__ import annotations
 
 import argparse
-import sys
 
 from ..backends import BACKEND_NAMES, BackendConfig, make_backend
 from ..checkpoint import list_pretrained
@@ -16,14 +15,13 @@ from ..errors import RtAnimeError
 from ..jobs import classify_input, classify_output, parse_fps, run_job
 from ..pipeline import EncodeConfig, PipelineConfig
 from ..tiling import TiledTranslate
-from . import add_model_arguments, model_from_args, parse_size
+from . import ProgressBar, add_io_arguments, add_model_arguments, model_from_args, parse_size, warn_about_input
 
 DEFAULT_MODEL = "nijigan-lite"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", metavar="INPUT", help="video, image, folder of images, or pattern (frames/%%05d.png)")
-    parser.add_argument("output", metavar="OUTPUT", help="video (.mp4, .mkv, …), image (.png, …) or folder")
+    add_io_arguments(parser)
     add_model_arguments(parser, default=DEFAULT_MODEL)
     parser.add_argument("--backend", choices=BACKEND_NAMES, default="torch",
                         help="inference runtime (graph backends need a fixed-step solver; tensorrt needs CUDA)")
@@ -31,41 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=1, metavar="N", help="frames per model call (default 1)")
     parser.add_argument("--max-side", type=int, metavar="N",
                         help="run the model on frames downscaled so the longer side is at most N, scale back")
-    parser.add_argument("--size", metavar="WxH", help="output size (the model runs at this size)")
-    parser.add_argument("--fps", help="frame rate when writing a video from images (25, 29.97, 30000/1001)")
-    parser.add_argument("--crf", type=float, default=18, help="x264/x265 constant rate factor (default 18)")
-    parser.add_argument("--preset", default="medium", help="encoder preset (default medium)")
-    parser.add_argument("--codec", default="libx264", help="video encoder (default libx264; h264_nvenc on NVIDIA)")
-    parser.add_argument("--pix-fmt", default="yuv420p", help="encoder pixel format (default yuv420p)")
-    parser.add_argument("--allow-partial", action="store_true",
-                        help="keep the output of a truncated input (frames lost are still reported)")
     parser.add_argument("--tile", type=int, metavar="N",
                         help="run the model on overlapping N×N tiles (for frames too large for memory)")
     parser.add_argument("--tile-overlap", type=int, default=32, metavar="N", help="tile overlap in pixels (32)")
     parser.add_argument("--threads", type=int, help="CPU threads for inference")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     parser.add_argument("--benchmark", action="store_true", help="print model-only fps, end-to-end fps, stage times")
-
-
-class _Progress:
-    """A tqdm bar on an interactive stderr; nothing otherwise (logs and CI stay clean)."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.bar = None
-        self.enabled = enabled and sys.stderr.isatty()
-
-    def __call__(self, done: int, total: int | None) -> None:
-        if not self.enabled:
-            return
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="frame", dynamic_ncols=True, file=sys.stderr)
-        self.bar.update(done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def _model(args: argparse.Namespace):
@@ -91,18 +59,13 @@ def run(args: argparse.Namespace) -> int:
     config = PipelineConfig(batch_size=args.batch, size_multiple=model.size_multiple, max_side=args.max_side,
                             size=size, allow_partial=args.allow_partial)
     encode = EncodeConfig(codec=args.codec, pix_fmt=args.pix_fmt, crf=args.crf, preset=args.preset)
-    progress = _Progress(not args.quiet)
+    progress = ProgressBar(not args.quiet)
     try:
         result = run_job(source, target, backend, config=config, encode=encode, fps=fps, progress=progress)
     finally:
         progress.close()
+    warn_about_input(result, args.input)
     p = result.pipeline
-    if p is not None and p.truncated:
-        lost = f"{p.frames_lost} frame(s) lost" if p.frames_lost else "frames lost at the end"
-        print(f"rt-anime: warning: {args.input} is truncated: {lost}; kept {p.frames_out} (--allow-partial)",
-              file=sys.stderr)
-    if p is not None and p.decode_errors:
-        print(f"rt-anime: warning: {p.decode_errors} corrupt packet(s) in {args.input} did not decode", file=sys.stderr)
     if not args.quiet:
         print(f"{args.output}: {result.frames} frame(s) in {result.seconds:.1f} s ({result.fps:.2f} fps) with "
               f"{args.model} on {backend.name}/{backend.device}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 import time
 
 import torch
@@ -18,14 +17,13 @@ import torch
 from ..jobs import classify_input, classify_output, parse_fps, run_job
 from ..pipeline import EncodeConfig, PipelineConfig
 from ..teacher import TeacherConfig, teacher_batch
-from . import parse_size
+from . import ProgressBar, add_io_arguments, parse_size, warn_about_input
 
 _DEFAULTS = TeacherConfig()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", metavar="INPUT", help="video, image, folder of images, or pattern (frames/%%05d.png)")
-    parser.add_argument("output", metavar="OUTPUT", help="video (.mp4, .mkv, …), image (.png, …) or folder")
+    add_io_arguments(parser)
     style = parser.add_argument_group("style (teacher settings)")
     style.add_argument("--palette", type=int, default=_DEFAULTS.palette_size, metavar="N",
                        help=f"material colours per image, 2..64 (default {_DEFAULTS.palette_size})")
@@ -46,15 +44,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     style.add_argument("--work-side", type=int, default=_DEFAULTS.max_side, metavar="N",
                        help=f"filter at most N px on the longer side, colour and lines at full size "
                             f"(default {_DEFAULTS.max_side})")
-    parser.add_argument("--size", metavar="WxH", help="output size (the teacher runs at this size)")
-    parser.add_argument("--fps", help="frame rate when writing a video from images (25, 29.97, 30000/1001)")
-    parser.add_argument("--crf", type=float, default=18, help="x264/x265 constant rate factor (default 18)")
-    parser.add_argument("--preset", default="medium", help="encoder preset (default medium)")
-    parser.add_argument("--codec", default="libx264", help="video encoder (default libx264)")
-    parser.add_argument("--pix-fmt", default="yuv420p", help="encoder pixel format (default yuv420p)")
-    parser.add_argument("--allow-partial", action="store_true",
-                        help="keep the output of a truncated input (frames lost are still reported)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
 
 def config_from_args(args: argparse.Namespace) -> TeacherConfig:
@@ -77,27 +66,6 @@ def config_from_args(args: argparse.Namespace) -> TeacherConfig:
         raise ValueError(message) from None
 
 
-class _Progress:
-    """A tqdm bar on an interactive stderr; nothing otherwise (logs and CI stay clean)."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.bar = None
-        self.enabled = enabled and sys.stderr.isatty()
-
-    def __call__(self, done: int, total: int | None) -> None:
-        if not self.enabled:
-            return
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="frame", dynamic_ncols=True, file=sys.stderr)
-        self.bar.update(done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     size = parse_size(args.size, flag="--size") if args.size else None
@@ -110,17 +78,13 @@ def run(args: argparse.Namespace) -> int:
 
     pipeline = PipelineConfig(batch_size=1, size_multiple=1, size=size, allow_partial=args.allow_partial)
     encode = EncodeConfig(codec=args.codec, pix_fmt=args.pix_fmt, crf=args.crf, preset=args.preset)
-    progress = _Progress(not args.quiet)
+    progress = ProgressBar(not args.quiet)
     start = time.perf_counter()
     try:
         result = run_job(source, target, translate, config=pipeline, encode=encode, fps=fps, progress=progress)
     finally:
         progress.close()
-    p = result.pipeline
-    if p is not None and p.truncated:
-        lost = f"{p.frames_lost} frame(s) lost" if p.frames_lost else "frames lost at the end"
-        print(f"rt-anime: warning: {args.input} is truncated: {lost}; kept {p.frames_out} (--allow-partial)",
-              file=sys.stderr)
+    warn_about_input(result, args.input)
     if not args.quiet:
         per_frame = 1000 * result.model_seconds / result.frames
         print(f"{args.output}: {result.frames} frame(s) in {time.perf_counter() - start:.1f} s with the anime "
