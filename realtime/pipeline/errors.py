@@ -68,7 +68,7 @@ class TruncatedInputError(InputError):
             f"{frames_expected if frames_expected is not None else '?'} frames readable"
         )
         extra = f", {detail}" if detail else ""
-        super().__init__(f"input is truncated ({counts}{extra}; pass allow_partial=True to keep them)", path=path)
+        super().__init__(f"input is truncated ({counts}{extra}; keep them with --allow-partial, or allow_partial=True in the API)", path=path)
 
 
 class OutputError(PipelineError):
