@@ -37,14 +37,15 @@ class BackendConfig:
             ``tensorrt`` (CUDA only). The graph backends need a fixed-step solver.
         device: ``cpu`` or ``cuda[:i]``; ``auto`` picks CUDA when torch sees one.
         precision: ``fp16`` only on CUDA (half precision is 10–50× slower than fp32 on CPUs without native support).
-        channels_last: NHWC memory layout for the torch backends (faster on CPU and on tensor cores).
+        channels_last: NHWC memory layout for the torch backends. Off by default: on CPU, whole CUT-style networks ran
+            as fast or faster in NCHW (BENCHMARKS.md); on GPUs with tensor cores NHWC usually wins.
         threads: CPU threads for torch and onnxruntime (None: leave torch's setting).
     """
 
     name: BackendName = "torch"
     device: str = "auto"
     precision: Literal["fp32", "fp16"] = "fp32"
-    channels_last: bool = True
+    channels_last: bool = False
     threads: int | None = None
 
     def __post_init__(self) -> None:
