@@ -110,7 +110,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING)
     if args.quick:
         args.models, args.sizes, args.backends, args.runs = ("nijigan-lite euler:1,nijigan euler:1", "256x256",
-                                                              "eager-cl,torchscript", 3)
+                                                              "eager,torchscript", 3)
     models = [m.strip() for m in args.models.split(",")]
     sizes = [s.strip() for s in args.sizes.split(",")]
     backends = [b.strip() for b in args.backends.split(",")]

@@ -61,6 +61,7 @@ class PretrainedCfg:
 
 _PRETRAINED: dict[str, PretrainedCfg] = {}
 _DEFAULT_TAG: dict[str, str] = {}
+_WEIGHTS_DIRS: dict[str, Path] = {}
 
 
 def register_pretrained(cfg: PretrainedCfg, *, default: bool = False) -> None:
@@ -72,6 +73,27 @@ def register_pretrained(cfg: PretrainedCfg, *, default: bool = False) -> None:
 
 def list_pretrained() -> list[str]:
     return sorted(_PRETRAINED)
+
+
+def load_weights_index(weights_dir: Path = WEIGHTS_DIR) -> int:
+    """Register the bundled weights listed in ``<weights_dir>/index.json``; returns how many were registered.
+
+    The index is a list of ``{"name", "file", "sha256", "license", "origin", "default"?}`` records; files are
+    checked (sha256) when loaded, not here, so importing rt-anime stays cheap.
+    """
+    index = weights_dir / "index.json"
+    if not index.exists():
+        return 0
+    try:
+        records = json.loads(index.read_text())
+        for record in records:
+            register_pretrained(PretrainedCfg(name=record["name"], file=record["file"], sha256=record["sha256"],
+                                              license=record["license"], origin=record["origin"]),
+                                default=bool(record.get("default", False)))
+            _WEIGHTS_DIRS[record["name"]] = weights_dir
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"bundled weights index {index} is malformed ({exc}): the installation is corrupt") from None
+    return len(records)
 
 
 def sha256_file(path: "str | os.PathLike") -> str:
@@ -286,7 +308,7 @@ def load_generator(path_or_name: "str | os.PathLike", **overrides: Any) -> Gener
     name = _DEFAULT_TAG.get(text, text)
     if name in _PRETRAINED:
         cfg = _PRETRAINED[name]
-        weights = WEIGHTS_DIR / cfg.file
+        weights = _WEIGHTS_DIRS.get(name, WEIGHTS_DIR) / cfg.file
         if sha256_file(weights) != cfg.sha256:
             raise CheckpointError(f"bundled weights {weights} fail their sha256 check: the installation is corrupt")
         return _load_native(weights, overrides)

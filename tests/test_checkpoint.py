@@ -133,3 +133,22 @@ def test_registered_name_without_bundled_weights_says_so():
 def test_missing_file_path():
     with pytest.raises(CheckpointError, match="checkpoint file models/none.safetensors not found"):
         realtime.load_generator("models/none.safetensors")
+
+
+def test_bundled_weights_index_makes_names_loadable(niji, tmp_path, monkeypatch):
+    import realtime.checkpoint as ck
+    from realtime.checkpoint import load_weights_index, sha256_file
+
+    for registry in ("_PRETRAINED", "_DEFAULT_TAG", "_WEIGHTS_DIRS"):  # keep the registration local to this test
+        monkeypatch.setattr(ck, registry, dict(getattr(ck, registry)))
+
+    realtime.save_generator(niji, tmp_path / "niji-test")
+    index = [{"name": "niji-test", "file": "niji-test.safetensors", "sha256": sha256_file(tmp_path / "niji-test.safetensors"),
+              "license": "Apache-2.0", "origin": "test", "default": True}]
+    (tmp_path / "index.json").write_text(json.dumps(index))
+    assert load_weights_index(tmp_path) == 1
+    assert "niji-test" in realtime.list_pretrained()
+    assert realtime.load_generator("niji-test").config == niji.config
+    (tmp_path / "niji-test.safetensors").write_bytes(b"x" + (tmp_path / "niji-test.safetensors").read_bytes()[1:])
+    with pytest.raises(CheckpointError, match="fail their sha256 check"):
+        realtime.load_generator("niji-test")
