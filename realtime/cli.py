@@ -23,12 +23,14 @@ COMMANDS: dict[str, str] = {
     "list": "list generators and bundled weights",
     "teach": "render INPUT with the algorithmic anime teacher (the training targets) into OUTPUT",
     "train": "train a generator with the NijiGAN semi-supervised recipe (rt-anime train --config default-cpu)",
+    "evaluate": "PSNR, LPIPS and FID of a generator against the teacher on held-out photos (model card table)",
+    "eval-temporal": "score flicker: warping error (Lai et al.) of OUTPUT vs INPUT, LPIPS/PSNR vs --reference",
 }
 EXIT_USER_ERROR = 2
 
 
 def _parser_for(name: str) -> tuple[argparse.ArgumentParser, object]:
-    module = import_module(f".commands.{name}", __package__)
+    module = import_module(f".commands.{name.replace('-', '_')}", __package__)
     prog = "rt-anime" if name == "run" else f"rt-anime {name}"
     parser = argparse.ArgumentParser(prog=prog, description=module.__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
