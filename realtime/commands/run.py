@@ -14,6 +14,7 @@ from ..checkpoint import list_pretrained
 from ..errors import RtAnimeError
 from ..jobs import classify_input, classify_output, parse_fps, run_job
 from ..pipeline import EncodeConfig, PipelineConfig
+from ..temporal.blend import TEMPORAL_MODES, TemporalBlend
 from ..tiling import TiledTranslate
 from . import ProgressBar, add_io_arguments, add_model_arguments, model_from_args, parse_size, warn_about_input
 
@@ -32,6 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tile", type=int, metavar="N",
                         help="run the model on overlapping N×N tiles (for frames too large for memory)")
     parser.add_argument("--tile-overlap", type=int, default=32, metavar="N", help="tile overlap in pixels (32)")
+    parser.add_argument("--temporal", choices=TEMPORAL_MODES, default="none",
+                        help="temporal stabilization for videos and frame sequences: blend = flow-guided blending "
+                             "of the previous output (default none)")
+    parser.add_argument("--temporal-strength", type=float, default=0.5, metavar="X",
+                        help="weight of the previous output with --temporal blend, 0..1 (default 0.5)")
     parser.add_argument("--threads", type=int, help="CPU threads for inference")
     parser.add_argument("--benchmark", action="store_true", help="print model-only fps, end-to-end fps, stage times")
 
@@ -48,14 +54,22 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch must be >= 1, got {args.batch}")
     if args.max_side is not None and args.max_side < 8:
         raise ValueError(f"--max-side must be at least 8 pixels, got {args.max_side}")
+    if not 0.0 <= args.temporal_strength <= 1.0:
+        raise ValueError(f"--temporal-strength must be in 0..1, got {args.temporal_strength}")
     size = parse_size(args.size, flag="--size") if args.size else None
     fps = parse_fps(args.fps) if args.fps else None
     source = classify_input(args.input)
+    if args.temporal != "none" and source.kind == "image":
+        raise RtAnimeError(f"--temporal {args.temporal} needs a video or a sequence of frames; {args.input} is a "
+                           "single image (allowed for images: --temporal none)")
     target = classify_output(args.output)
     model = _model(args)
     backend = make_backend(model, BackendConfig(name=args.backend, device=args.device, threads=args.threads))
     if args.tile:
         backend = TiledTranslate(backend, tile=args.tile, overlap=args.tile_overlap, multiple=model.size_multiple)
+    if args.temporal == "blend":
+        # Outermost, so it sees whole frames in order; one instance per job = one stream's state.
+        backend = TemporalBlend(backend, strength=args.temporal_strength)
     config = PipelineConfig(batch_size=args.batch, size_multiple=model.size_multiple, max_side=args.max_side,
                             size=size, allow_partial=args.allow_partial)
     encode = EncodeConfig(codec=args.codec, pix_fmt=args.pix_fmt, crf=args.crf, preset=args.preset)
