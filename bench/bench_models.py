@@ -13,6 +13,7 @@ number per run would mislead).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import statistics
@@ -82,11 +83,12 @@ def make_runner(backend: str, model, x: torch.Tensor, onnx_path: Path | None):
     if backend == "eager":
         return lambda: static(x)
     if backend == "eager-cl":
-        cl = static.to(memory_format=torch.channels_last)
+        # A copy: .to(memory_format=...) converts parameters in place, and unroll() shares them with the model.
+        cl = copy.deepcopy(static).to(memory_format=torch.channels_last)
         xc = x.contiguous(memory_format=torch.channels_last)
         return lambda: cl(xc)
     if backend == "torchscript":
-        cl = static.to(memory_format=torch.channels_last)
+        cl = copy.deepcopy(static).to(memory_format=torch.channels_last)
         xc = x.contiguous(memory_format=torch.channels_last)
         traced = export.trace(cl, xc)
         return lambda: traced(xc)

@@ -11,7 +11,6 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from realtime._fileio import write_atomic  # noqa: F401  (re-exported for the exporters)
 
 
 @dataclass(frozen=True)

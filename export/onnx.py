@@ -12,9 +12,10 @@ from pathlib import Path
 import torch
 
 from realtime.errors import require
+from realtime._fileio import write_atomic
 from realtime.models._base import Generator
 
-from ._common import ExportReport, check_shape, compare, parity_input, write_atomic
+from ._common import ExportReport, check_shape, compare, parity_input
 from .unroll import unroll
 
 logger = logging.getLogger(__name__)

@@ -19,9 +19,10 @@ from typing import Literal
 import torch
 
 from realtime.errors import RtAnimeError, require
+from realtime._fileio import write_atomic
 from realtime.models._base import Generator
 
-from ._common import ExportReport, check_shape, compare, model_fingerprint, parity_input, write_atomic
+from ._common import ExportReport, check_shape, compare, model_fingerprint, parity_input
 from .unroll import unroll
 
 logger = logging.getLogger(__name__)

@@ -7,6 +7,7 @@ pays the compile once; ONNX files and TensorRT engines are also cached on disk, 
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from dataclasses import dataclass
@@ -101,6 +102,10 @@ class TorchBackend:
         module = export.unroll(model) if static else model.eval()
         self.dtype = torch.float16 if config.precision == "fp16" and self.device.type == "cuda" else torch.float32
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        if self.device.type != "cpu" or self.dtype != torch.float32 or config.channels_last:
+            # unroll() shares parameters with the caller's model, and .to() converts them in place: copy first so
+            # building a backend never moves or re-lays-out the user's model.
+            module = copy.deepcopy(module)
         self.module = module.to(self.device, self.dtype, memory_format=self.memory_format)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

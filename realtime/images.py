@@ -52,15 +52,24 @@ def tensor_to_image(x: torch.Tensor) -> np.ndarray:
     return x.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Reflect-pad H and W up to ``multiple`` (bottom/right); returns the padded tensor and the original (H, W)."""
+def pad_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Pad H and W at the bottom/right up to ``size`` = (H, W).
+
+    Reflect keeps edge statistics natural for the generators (their InstanceNorm sees the whole frame); it needs the
+    pad to be smaller than the side it mirrors, so tiny images fall back to edge replication.
+    """
     h, w = x.shape[-2:]
-    ph, pw = -h % multiple, -w % multiple
+    ph, pw = size[0] - h, size[1] - w
     if ph or pw:
-        # reflect needs pad < size; replicate covers the degenerate tiny-image case.
         mode = "reflect" if ph < h and pw < w else "replicate"
         x = F.pad(x, (0, pw, 0, ph), mode=mode)
-    return x, (h, w)
+    return x
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Pad H and W up to ``multiple`` (see :func:`pad_to`); returns the padded tensor and the original (H, W)."""
+    h, w = x.shape[-2:]
+    return pad_to(x, (h + -h % multiple, w + -w % multiple)), (h, w)
 
 
 def crop_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

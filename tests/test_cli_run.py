@@ -184,3 +184,18 @@ def test_tiled_video_run(clip, tmp_path):
     out = tmp_path / "t.mp4"
     assert main([str(clip), str(out), *MODEL, "--tile", "32", "--tile-overlap", "8"]) == 0
     assert len(video_times(out)) == 12
+
+
+def test_channels_last_backend_leaves_the_model_untouched():
+    import torch
+
+    import realtime
+    from realtime.backends import BackendConfig, make_backend
+
+    g = realtime.create_generator("nijigan-lite", ngf=4).eval()
+    make_backend(g, BackendConfig(name="torch", channels_last=True))
+    assert all(p.is_contiguous() for p in g.parameters()), "building a backend must not convert the model"
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(make_backend(g, BackendConfig(name="torch", channels_last=True))(x), g(x),
+                                   atol=1e-5, rtol=0)

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..frames import Frame, FrameBatch
+from ..images import pad_to
 from .config import PipelineConfig
 from .errors import TranslateOutputError
 from .stage import Channel, PipelineStopped, Stage
@@ -55,14 +56,7 @@ class Geometry:
 
     def to_model(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 3, *source)`` → ``(N, 3, *padded)``."""
-        x = _resize(x, self.model)
-        pad_h, pad_w = self.padded[0] - self.model[0], self.padded[1] - self.model[1]
-        if pad_h or pad_w:
-            # Reflect keeps edge statistics natural for the generator; it needs the pad to be smaller than the
-            # side it mirrors, so tiny frames fall back to edge replication.
-            mode = "reflect" if pad_h < self.model[0] and pad_w < self.model[1] else "replicate"
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-        return x
+        return pad_to(_resize(x, self.model), self.padded)
 
     def from_model(self, y: torch.Tensor) -> torch.Tensor:
         """``(N, 3, *padded)`` → ``(N, 3, *output)``."""
