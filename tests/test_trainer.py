@@ -123,6 +123,38 @@ def test_resumed_run_equals_uninterrupted_and_schedules_follow_the_recipe(photos
         assert r["gamma"] == pytest.approx(50 + (10 - 50) * (i + 1) / total)
 
 
+def test_warmup_trains_only_g_on_pairs_then_the_schedules_start(photos, cache, tmp_path):
+    budget = ["optim.n_iters=2", "optim.n_iters_decay=2", "optim.warmup_iters=3", "optim.warmup_batch_size=3"]
+    t = Trainer(_config(photos, cache, tmp_path / "w", *budget))
+    critics = {name: {k: v.clone() for k, v in net.state_dict().items()} for name, net in t.nets().items()
+               if name != "G"}
+    g0 = {k: v.clone() for k, v in t.G.state_dict().items()}
+    seen = []
+    t.train(max_iters=3, progress=False, callback=lambda tr, r: seen.append(r))
+    assert [r.get("warmup") for r in seen] == [1.0] * 3
+    assert all(set(r) & {"L1"} and not set(r) & {"D", "D_p", "G_GAN", "HDCE", "SRC", "style"} for r in seen)
+    assert all(r["lr"] == t.config.optim.lr for r in seen)  # constant: the decay belongs to the recipe proper
+    assert any(not torch.equal(v, t.G.state_dict()[k]) for k, v in g0.items())
+    for name, state in critics.items():  # critics and patch heads untouched by the warm-up
+        assert all(torch.equal(v, t.nets()[name].state_dict()[k]) for k, v in state.items()), name
+    x_p, y_p = t.data.pair_batch(0, 3)
+    assert x_p.shape[0] == 3 and torch.equal(x_p, t.data.pair_batch(0, 3)[0])  # pure function of the iteration
+
+    rest = []
+    t.train(progress=False, callback=lambda tr, r: rest.append(r))
+    assert [r["iter"] for r in rest] == [4, 5, 6, 7] and "D" in rest[0]
+    for r in rest:  # the recipe's schedules start where the warm-up ends
+        i = r["iter"] - 1 - 3
+        assert r["lambda_sup"] == pytest.approx(math.cos(math.pi / 2 * i / 4))
+        assert r["gamma"] == pytest.approx(50 + (10 - 50) * (i + 1) / 4)
+        assert r["lr"] == pytest.approx(t.config.optim.lr * (1 - max(0, i + 1 - 2) / 3))
+
+
+def test_warmup_without_a_pair_loss_is_refused(photos, cache, tmp_path):
+    with pytest.raises(ValueError, match="`optim.warmup_iters` is 5 but the warm-up has no loss"):
+        _config(photos, cache, tmp_path, "optim.warmup_iters=5", "losses.lambda_l1=0", "losses.lambda_perceptual=0")
+
+
 def test_supervised_loss_decreases_when_overfitting_one_pair(tmp_path):
     one = _write_photos(tmp_path / "one", 1, seed=3, square=True)
     config = _config(one, tmp_path / "cache", tmp_path / "out", "data.holdout=0", "data.work_side=32",

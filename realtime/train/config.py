@@ -311,6 +311,11 @@ class OptimSection:
         beta2: Adam β2.
         n_iters: Iterations at the base learning rate.
         n_iters_decay: Iterations of linear decay after them (CUT's ``linear`` policy, per iteration).
+        warmup_iters: Supervised-only iterations before the recipe proper (AnimeGAN's ``init_epoch`` phase): G alone
+            on the pseudo-pairs' L1 / perceptual / TV terms, no critics, no patch losses, constant learning rate.
+            The recipe's schedules (λ_sup, γ, LR decay) start after them. 0 = none (the papers).
+        warmup_batch_size: Pairs per warm-up iteration (0 = ``data.batch_size``). The warm-up skips the unpaired
+            half of the batch and the critics, so it affords more pairs per iteration.
     """
 
     SECTION: ClassVar[str] = "optim"
@@ -319,6 +324,8 @@ class OptimSection:
     beta2: float = 0.999
     n_iters: int = 1000
     n_iters_decay: int = 1000
+    warmup_iters: int = 0
+    warmup_batch_size: int = 0
 
     def __post_init__(self) -> None:
         s = self.SECTION
@@ -329,10 +336,12 @@ class OptimSection:
             object.__setattr__(self, name, float(getattr(self, name)))
         _number(s, "n_iters", self.n_iters, 1, integer=True)
         _number(s, "n_iters_decay", self.n_iters_decay, 0, integer=True)
+        _number(s, "warmup_iters", self.warmup_iters, 0, integer=True)
+        _number(s, "warmup_batch_size", self.warmup_batch_size, 0, integer=True)
 
     @property
     def total_iters(self) -> int:
-        return self.n_iters + self.n_iters_decay
+        return self.warmup_iters + self.n_iters + self.n_iters_decay
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -409,6 +418,12 @@ class TrainConfig:
         if any(c in self.name for c in "/\\") or self.name.startswith("."):
             raise ValueError(f"`name` must be usable as a folder name (no slashes), got {self.name!r}")
         _string("", "description", self.description)
+        L = self.losses
+        if self.optim.warmup_iters and not (L.lambda_l1 > 0 or L.lambda_tv > 0
+                                            or (L.lambda_perceptual > 0 and L.perceptual_on == "pair")):
+            raise ValueError(f"`optim.warmup_iters` is {self.optim.warmup_iters} but the warm-up has no loss: it "
+                             "trains on the pseudo-pairs' lambda_l1, lambda_tv or lambda_perceptual (with "
+                             "perceptual_on = 'pair'); set one of them > 0 or warmup_iters = 0")
         n_layers = len(getattr(self.model.build_generator(device="meta"), "model", ()))
         bad = [i for i in self.losses.nce_layers if n_layers and i >= n_layers]
         if bad:

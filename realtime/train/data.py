@@ -37,7 +37,7 @@ from .config import TEACHER_ALGORITHMIC, DataSection
 
 logger = logging.getLogger(__name__)
 
-_STREAM_X, _STREAM_P, _STREAM_Y = 1, 2, 3
+_STREAM_X, _STREAM_P, _STREAM_Y, _STREAM_WARMUP = 1, 2, 3, 4
 _INDEX_NAME = "digests.json"
 
 
@@ -343,6 +343,18 @@ class TrainData:
             xps.append(xp)
             yps.append(yp)
         return Batch(self._tensor(xs), self._tensor(ys), self._tensor(xps), self._tensor(yps))
+
+    def pair_batch(self, iteration: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``size`` (photo, pseudo-target) crops of warm-up ``iteration`` (a pure function of seed and iteration;
+        a stream of its own, so a warm-up leaves the main run's batches as they were)."""
+        rng = np.random.default_rng([self.seed, _STREAM_WARMUP, iteration])
+        xps, yps = [], []
+        for j in range(size):
+            item = self.pairs[self._index(_STREAM_WARMUP, len(self.pairs), iteration * size + j)]
+            xp, yp = self._crop([read_image(item.photo), read_image(item.target)], rng, False)
+            xps.append(xp)
+            yps.append(yp)
+        return self._tensor(xps), self._tensor(yps)
 
     def showcase(self, count: int, *, heldout_first: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
         """Up to ``count`` whole (photo, target) pairs for sample grids and evaluation: held-out ones, else

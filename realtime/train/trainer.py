@@ -16,7 +16,10 @@ G, F and F_s on::
 (or, with ``perceptual_on = "content"``, λ_perc·VGG16(G(x), x) outside the bracket, as Scenimefy's λ_VGG)
 
 with λ_sup(t) = cos(π/2 · i/total) (the papers' formula, not the official code's constant). Terms whose weight is 0
-are not computed, and networks only they need are not built. Losses are logged unweighted to ``<out>/log.jsonl``.
+are not computed, and networks only they need are not built. An optional supervised warm-up (``optim.warmup_iters``,
+AnimeGAN's ``init_epoch`` idea) first trains G alone on the pair terms (L1, perceptual, TV) with bigger pair batches:
+an InstanceNorm encoder–decoder must first learn to carry colour and layout through its bottleneck, and doing that
+under critics and patch losses that judge a grey blur wastes most of a small CPU budget. The schedules start after it. Losses are logged unweighted to ``<out>/log.jsonl``.
 
 Checkpoints (``<out>/checkpoint.pt``) hold tensors and JSON-able values only, so they load with
 ``torch.load(weights_only=True)``; they carry every network, optimiser, scheduler, the RNG states, the iteration and
@@ -118,6 +121,8 @@ class Trainer:
         self.checkpoint_path = self.out_dir / "checkpoint.pt"
         self.log_path = self.out_dir / "log.jsonl"
         L, O = config.losses, config.optim
+        self.warmup = O.warmup_iters
+        self.warmup_batch = O.warmup_batch_size or config.data.batch_size
         self.schedule = ScheduleConfig(n_epochs=O.n_iters, n_epochs_decay=O.n_iters_decay, gamma0=L.gamma0,
                                        gamma_min=L.gamma_min, use_curriculum=L.curriculum,
                                        decay_supervised=L.decay_supervised)
@@ -186,17 +191,19 @@ class Trainer:
         return {name: net for name, net in zip(NETS, (self.G, self.D, self.D_p, self.F, self.F_s)) if net is not None}
 
     def lambda_sup(self, iteration: int) -> float:
-        """λ_sup of 0-based ``iteration``: cos(π/2 · iteration / total)."""
-        return self.schedule.lambda_sup(1 + iteration)
+        """λ_sup of 0-based ``iteration``: cos(π/2 · i / total), i counted from the end of the warm-up."""
+        return self.schedule.lambda_sup(1 + max(0, iteration - self.warmup))
 
     # --- one iteration --------------------------------------------------------------------------------------------
 
     def step(self, iteration: int) -> dict[str, float]:
         """Run 0-based ``iteration`` and return its unweighted losses and schedule values."""
         assert self.data is not None
+        if iteration < self.warmup:
+            return self._warmup_step(iteration)
         L = self.config.losses
         batch = self.data.batch(iteration)
-        lam_sup, gamma = self.lambda_sup(iteration), self.schedule.gamma(1 + iteration)
+        lam_sup, gamma = self.lambda_sup(iteration), self.schedule.gamma(1 + iteration - self.warmup)
         b = batch.real_a.shape[0]
         parts = ([batch.real_a] if self.unpaired else []) + ([batch.real_b] if self.use_idt else []) \
             + [batch.real_a_p]
@@ -258,6 +265,20 @@ class Trainer:
             nce = self.style.from_features([f[-1] for f in q_feats], k_feats)
             sup = sup + L.lambda_style * nce
             log["style"] = nce.item()
+        total = total + lam_sup * (sup + self._pair_terms(fake_p, y_p, log))
+        self._update("G", total)
+        for critic in (self.D, self.D_p):
+            if critic is not None:
+                critic.requires_grad_(True)
+        for scheduler in self.schedulers.values():
+            scheduler.step()
+        log["G_total"] = total.item()
+        return log
+
+    def _pair_terms(self, fake_p: torch.Tensor, y_p: torch.Tensor, log: dict[str, float]) -> torch.Tensor:
+        """Weighted L1 + perceptual (on pairs) + TV of G(x_p) against y_p; unweighted values go to ``log``."""
+        L = self.config.losses
+        sup = torch.zeros((), device=self.device)
         if L.lambda_l1 > 0:
             term = l1_loss(fake_p, y_p)
             sup = sup + L.lambda_l1 * term
@@ -270,13 +291,16 @@ class Trainer:
             term = tv_loss(fake_p)
             sup = sup + L.lambda_tv * term
             log["TV"] = term.item()
-        total = total + lam_sup * sup
+        return sup
+
+    def _warmup_step(self, iteration: int) -> dict[str, float]:
+        """A supervised-only iteration: G on a batch of pairs; critics, patch losses and schedules wait."""
+        assert self.data is not None
+        x_p, y_p = self.data.pair_batch(iteration, self.warmup_batch)
+        log: dict[str, float] = {"lr": self.optimizers["G"].param_groups[0]["lr"], "lambda_sup": 1.0,
+                                 "warmup": 1.0}
+        total = self._pair_terms(self.G(x_p), y_p, log)
         self._update("G", total)
-        for critic in (self.D, self.D_p):
-            if critic is not None:
-                critic.requires_grad_(True)
-        for scheduler in self.schedulers.values():
-            scheduler.step()
         log["G_total"] = total.item()
         return log
 
