@@ -1,0 +1,113 @@
+"""Bundle trained weights into the package: ``python -m realtime.train.bundle FINAL NAME --license L --origin O``.
+
+``rt-anime train`` writes ``final.safetensors`` (+ JSON with the training provenance). Bundling copies it into
+``realtime/weights/<arch>.safetensors`` (float16; the JSON keeps the provenance and gains the file's sha256) and
+adds or replaces its record in ``realtime/weights/index.json``, which :func:`realtime.checkpoint.load_weights_index`
+reads at import so ``realtime.load_generator("niji-lite")`` and ``rt-anime --model niji-lite`` find it. The
+weights are loaded and run once before anything is written, so a broken file is never bundled, and every file is
+replaced atomically, so an interrupted bundle leaves the previous one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from .._fileio import write_atomic
+from ..checkpoint import WEIGHTS_DIR, load_generator, save_generator, sha256_file
+from ..errors import RtAnimeError
+
+logger = logging.getLogger(__name__)
+
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
+
+
+def _read_index(index: Path) -> list[dict]:
+    if not index.exists():
+        return []
+    records = json.loads(index.read_text())
+    if not isinstance(records, list):
+        raise RtAnimeError(f"{index} is not a list of weight records")
+    return records
+
+
+def bundle_weights(source: "str | Path", name: str, *, license: str, origin: str, default: bool = True,
+                   weights_dir: Path = WEIGHTS_DIR, dtype: torch.dtype = torch.float16) -> dict:
+    """Copy the generator at ``source`` into ``weights_dir`` under ``name`` and index it; returns its record.
+
+    Args:
+        source: A checkpoint ``load_generator`` reads (normally ``<train out>/final.safetensors``).
+        name: ``arch`` or ``arch.tag`` (lowercase letters, digits, ``-_.``); ``arch`` alone resolves to the record
+            marked default.
+        license: Licence of the weights (recorded in the index and the model card).
+        origin: One line on how they were made.
+        default: Make this the tag ``arch`` alone resolves to.
+        weights_dir: Target folder (the package's ``realtime/weights`` unless testing).
+        dtype: Storage dtype of floating tensors.
+
+    Raises:
+        RtAnimeError: A bad name, or weights that do not load or produce non-finite output.
+    """
+    if not name or set(name) - _NAME_CHARS or name.startswith(".") or name.count(".") > 1:
+        raise RtAnimeError(f"bundle name must be 'arch' or 'arch.tag' of lowercase letters, digits and -_, "
+                           f"got {name!r}")
+    model = load_generator(source).float().eval()
+    probe = torch.linspace(-1, 1, 3 * 32 * 32).reshape(1, 3, 32, 32)
+    with torch.no_grad():
+        if not torch.isfinite(model(probe)).all():
+            raise RtAnimeError(f"{source}: the generator produces non-finite output; not bundling it")
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    stem = name.replace(".", "_")
+    extra = {}
+    config_src = Path(source).with_suffix(".json")
+    if config_src.exists():
+        training = json.loads(config_src.read_text()).get("training")
+        if training is not None:
+            extra["training"] = training
+    extra["bundle"] = {"name": name, "license": license, "origin": origin}
+    save_generator(model, weights_dir / stem, dtype=dtype, extra=extra)
+    weights = weights_dir / f"{stem}.safetensors"
+    record = {"name": name, "file": weights.name, "sha256": sha256_file(weights), "license": license,
+              "origin": origin, "default": bool(default)}
+    index = weights_dir / "index.json"
+    arch = name.partition(".")[0]
+    records = [r for r in _read_index(index) if r.get("name") != name]
+    if default:
+        for r in records:
+            if r.get("name", "").partition(".")[0] == arch:
+                r["default"] = False
+    records = sorted(records + [record], key=lambda r: r["name"])
+    text = json.dumps(records, indent=2) + "\n"
+    write_atomic(index, lambda tmp: Path(tmp).write_text(text))
+    logger.info("bundled %s as %s (%s)", source, name, weights)
+    return record
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m realtime.train.bundle", description=__doc__.split("\n\n")[0])
+    parser.add_argument("source", help="trained checkpoint, e.g. ~/.cache/rt-anime/train/<run>/final.safetensors")
+    parser.add_argument("name", help="bundle name: arch or arch.tag, e.g. niji-lite")
+    parser.add_argument("--license", required=True, help="licence of the weights")
+    parser.add_argument("--origin", required=True, help="one line on how they were made")
+    parser.add_argument("--no-default", action="store_true", help="do not make this the default tag of its arch")
+    parser.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        record = bundle_weights(args.source, args.name, license=args.license, origin=args.origin,
+                                default=not args.no_default, weights_dir=args.weights_dir)
+    except (RtAnimeError, OSError) as exc:
+        print(f"bundle: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(record, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

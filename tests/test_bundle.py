@@ -1,0 +1,60 @@
+"""Bundling trained weights into the package index (realtime.train.bundle)."""
+
+import json
+
+import pytest
+import torch
+
+import realtime
+from realtime.checkpoint import load_weights_index, save_generator
+from realtime.errors import RtAnimeError
+from realtime.train.bundle import bundle_weights, main
+
+
+@pytest.fixture()
+def trained(tmp_path):
+    torch.manual_seed(0)
+    g = realtime.create_generator("nijigan-lite", ngf=8).eval()
+    (tmp_path / "run").mkdir()
+    save_generator(g, tmp_path / "run" / "final", extra={"training": {"recipe": "unit", "iterations": 7}})
+    return g, tmp_path / "run" / "final.safetensors"
+
+
+def test_bundle_indexes_loads_by_name_and_switches_the_default(trained, tmp_path):
+    g, final = trained
+    weights = tmp_path / "weights"
+    rec = bundle_weights(final, "bundletest.a", license="CC0-1.0", origin="unit test", weights_dir=weights)
+    assert (weights / rec["file"]).exists() and rec["default"]
+    config = json.loads((weights / "bundletest_a.json").read_text())
+    assert config["training"]["iterations"] == 7 and config["bundle"]["license"] == "CC0-1.0"
+    assert config["dtype"] == "float16"
+    load_weights_index(weights)
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        want = g.half().float()(x)  # fp16 storage: the bundled net is the fp16-rounded one
+        got = realtime.load_generator("bundletest")(x)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+
+    bundle_weights(final, "bundletest.b", license="CC0-1.0", origin="unit test", weights_dir=weights)
+    index = {r["name"]: r for r in json.loads((weights / "index.json").read_text())}
+    assert set(index) == {"bundletest.a", "bundletest.b"}
+    assert index["bundletest.b"]["default"] and not index["bundletest.a"]["default"]
+    # Re-bundling a name replaces its record instead of adding a second one.
+    bundle_weights(final, "bundletest.b", license="MIT", origin="again", weights_dir=weights)
+    index = json.loads((weights / "index.json").read_text())
+    assert [r["name"] for r in index] == ["bundletest.a", "bundletest.b"] and index[1]["license"] == "MIT"
+
+
+@pytest.mark.parametrize("name", ["", "Niji", "a.b.c", "../x", ".hidden"])
+def test_bad_names_are_refused(trained, tmp_path, name):
+    with pytest.raises(RtAnimeError, match="bundle name"):
+        bundle_weights(trained[1], name, license="x", origin="y", weights_dir=tmp_path / "w")
+    assert not (tmp_path / "w").exists()
+
+
+def test_cli_reports_a_missing_source_in_one_line(tmp_path, capsys):
+    code = main([str(tmp_path / "nope.safetensors"), "bundletest", "--license", "x", "--origin", "y",
+                 "--weights-dir", str(tmp_path / "w")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "nope" in err
+    assert not (tmp_path / "w" / "index.json").exists()
