@@ -312,8 +312,9 @@ class OptimSection:
         n_iters: Iterations at the base learning rate.
         n_iters_decay: Iterations of linear decay after them (CUT's ``linear`` policy, per iteration).
         warmup_iters: Supervised-only iterations before the recipe proper (AnimeGAN's ``init_epoch`` phase): G alone
-            on the pseudo-pairs' L1 / perceptual / TV terms, no critics, no patch losses, constant learning rate.
-            The recipe's schedules (λ_sup, γ, LR decay) start after them. 0 = none (the papers).
+            on the pseudo-pairs' pixel terms (L1, TV), no critics, no patch losses, no perceptual term (VGG16 costs
+            more than the lite generator's own step, and the warm-up only has to teach colour and layout), constant
+            learning rate. The recipe's schedules (λ_sup, γ, LR decay) start after it. 0 = none (the papers).
         warmup_batch_size: Pairs per warm-up iteration (0 = ``data.batch_size``). The warm-up skips the unpaired
             half of the batch and the critics, so it affords more pairs per iteration.
     """
@@ -419,11 +420,10 @@ class TrainConfig:
             raise ValueError(f"`name` must be usable as a folder name (no slashes), got {self.name!r}")
         _string("", "description", self.description)
         L = self.losses
-        if self.optim.warmup_iters and not (L.lambda_l1 > 0 or L.lambda_tv > 0
-                                            or (L.lambda_perceptual > 0 and L.perceptual_on == "pair")):
+        if self.optim.warmup_iters and not (L.lambda_l1 > 0 or L.lambda_tv > 0):
             raise ValueError(f"`optim.warmup_iters` is {self.optim.warmup_iters} but the warm-up has no loss: it "
-                             "trains on the pseudo-pairs' lambda_l1, lambda_tv or lambda_perceptual (with "
-                             "perceptual_on = 'pair'); set one of them > 0 or warmup_iters = 0")
+                             "trains on the pseudo-pairs' lambda_l1 and lambda_tv; set one of them > 0 or "
+                             "warmup_iters = 0")
         n_layers = len(getattr(self.model.build_generator(device="meta"), "model", ()))
         bad = [i for i in self.losses.nce_layers if n_layers and i >= n_layers]
         if bad:

@@ -17,7 +17,7 @@ G, F and F_s on::
 
 with λ_sup(t) = cos(π/2 · i/total) (the papers' formula, not the official code's constant). Terms whose weight is 0
 are not computed, and networks only they need are not built. An optional supervised warm-up (``optim.warmup_iters``,
-AnimeGAN's ``init_epoch`` idea) first trains G alone on the pair terms (L1, perceptual, TV) with bigger pair batches:
+AnimeGAN's ``init_epoch`` idea) first trains G alone on the pixel terms (L1, TV) with bigger pair batches:
 an InstanceNorm encoder–decoder must first learn to carry colour and layout through its bottleneck, and doing that
 under critics and patch losses that judge a grey blur wastes most of a small CPU budget. The schedules start after it. Losses are logged unweighted to ``<out>/log.jsonl``.
 
@@ -275,15 +275,17 @@ class Trainer:
         log["G_total"] = total.item()
         return log
 
-    def _pair_terms(self, fake_p: torch.Tensor, y_p: torch.Tensor, log: dict[str, float]) -> torch.Tensor:
-        """Weighted L1 + perceptual (on pairs) + TV of G(x_p) against y_p; unweighted values go to ``log``."""
+    def _pair_terms(self, fake_p: torch.Tensor, y_p: torch.Tensor, log: dict[str, float], *,
+                    perceptual: bool = True) -> torch.Tensor:
+        """Weighted L1 + perceptual (on pairs, unless ``perceptual`` is off) + TV of G(x_p) against y_p;
+        unweighted values go to ``log``."""
         L = self.config.losses
         sup = torch.zeros((), device=self.device)
         if L.lambda_l1 > 0:
             term = l1_loss(fake_p, y_p)
             sup = sup + L.lambda_l1 * term
             log["L1"] = term.item()
-        if self.perceptual is not None and L.perceptual_on == "pair":
+        if perceptual and self.perceptual is not None and L.perceptual_on == "pair":
             term = self.perceptual(fake_p, y_p)
             sup = sup + L.lambda_perceptual * term
             log["perceptual"] = term.item()
@@ -294,12 +296,12 @@ class Trainer:
         return sup
 
     def _warmup_step(self, iteration: int) -> dict[str, float]:
-        """A supervised-only iteration: G on a batch of pairs; critics, patch losses and schedules wait."""
+        """A supervised-only iteration: G on a batch of pairs, pixel terms only; the rest and the schedules wait."""
         assert self.data is not None
         x_p, y_p = self.data.pair_batch(iteration, self.warmup_batch)
         log: dict[str, float] = {"lr": self.optimizers["G"].param_groups[0]["lr"], "lambda_sup": 1.0,
                                  "warmup": 1.0}
-        total = self._pair_terms(self.G(x_p), y_p, log)
+        total = self._pair_terms(self.G(x_p), y_p, log, perceptual=False)
         self._update("G", total)
         log["G_total"] = total.item()
         return log
