@@ -265,3 +265,22 @@ def test_paper_recipe_requires_a_teacher_checkpoint(tmp_path, capsys):
     assert "`data.teacher` is required" in capsys.readouterr().err
     assert main(["train", "--config", "no-such-recipe"]) == 2
     assert "unknown recipe 'no-such-recipe'" in capsys.readouterr().err
+
+
+def test_a_running_checkpoint_bundles_with_its_provenance(photos, cache, tmp_path):
+    from realtime.checkpoint import load_weights_index
+    from realtime.train.bundle import bundle_weights
+
+    t = Trainer(_config(photos, cache, tmp_path / "run", "optim.n_iters=4", "optim.n_iters_decay=0"))
+    t.train(max_iters=2, progress=False)  # stopped early, as a long run is when weights are shipped from it
+    record = bundle_weights(tmp_path / "run" / "checkpoint.pt", "ckptbundle", license="CC0-1.0", origin="unit",
+                            weights_dir=tmp_path / "w")
+    provenance = json.loads((tmp_path / "w" / "ckptbundle.json").read_text())["training"]
+    assert provenance["iterations"] == 2 and provenance["total_iters"] == 4 and not provenance["completed"]
+    assert provenance["from_checkpoint"] and provenance["config"]["optim"]["n_iters"] == 4
+    load_weights_index(tmp_path / "w")
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        want = t.G.eval().half().float()(x)
+        got = realtime.load_generator(record["name"])(x)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)

@@ -3,7 +3,9 @@
 ``rt-anime train`` writes ``final.safetensors`` (+ JSON with the training provenance). Bundling copies it into
 ``realtime/weights/<arch>.safetensors`` (float16; the JSON keeps the provenance and gains the file's sha256) and
 adds or replaces its record in ``realtime/weights/index.json``, which :func:`realtime.checkpoint.load_weights_index`
-reads at import so ``realtime.load_generator("niji-lite")`` and ``rt-anime --model niji-lite`` find it. The
+reads at import so ``realtime.load_generator("niji-lite")`` and ``rt-anime --model niji-lite`` find it. The source may also be a
+run's ``checkpoint.pt``: its generator is bundled with the run's provenance (iteration reached, marked not completed
+when the run is still going), so weights can be shipped from a long run without stopping it. The
 weights are loaded and run once before anything is written, so a broken file is never bundled, and every file is
 replaced atomically, so an interrupted bundle leaves the previous one.
 """
@@ -37,6 +39,35 @@ def _read_index(index: Path) -> list[dict]:
     return records
 
 
+def _load(source: Path) -> tuple[torch.nn.Module, dict | None]:
+    """The generator at ``source`` and its training provenance (from the JSON beside it, or the checkpoint)."""
+    from .config import ModelSection, _build_section
+    from .trainer import CHECKPOINT_FORMAT
+
+    if source.suffix == ".pt" and source.exists():
+        try:
+            state = torch.load(source, map_location="cpu", weights_only=True)
+        except Exception as exc:  # zip/pickle corruption comes in many exception types
+            raise RtAnimeError(f"cannot read {source}: {type(exc).__name__}: {exc}") from None
+        if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT:
+            config = json.loads(state["config"])
+            model = _build_section(ModelSection, config["model"], str(source)).build_generator()
+            model.load_state_dict(state["nets"]["G"])
+            model.preset = config["model"]["preset"]
+            training = {"recipe": config.get("name"), "description": config.get("description"),
+                        "preset": config["model"]["preset"], "solver": config["model"].get("solver"),
+                        "iterations": int(state["iteration"]), "total_iters": int(state["total_iters"]),
+                        "completed": int(state["iteration"]) >= int(state["total_iters"]),
+                        "cpu_seconds": round(float(state["cpu_seconds"]), 1),
+                        "wall_seconds": round(float(state["wall_seconds"]), 1), "from_checkpoint": True,
+                        "config": config}
+            return model, training
+    model = load_generator(source)
+    config_src = source.with_suffix(".json")
+    training = json.loads(config_src.read_text()).get("training") if config_src.exists() else None
+    return model, training
+
+
 def bundle_weights(source: "str | Path", name: str, *, license: str, origin: str, default: bool = True,
                    weights_dir: Path = WEIGHTS_DIR, dtype: torch.dtype = torch.float16) -> dict:
     """Copy the generator at ``source`` into ``weights_dir`` under ``name`` and index it; returns its record.
@@ -57,19 +88,15 @@ def bundle_weights(source: "str | Path", name: str, *, license: str, origin: str
     if not name or set(name) - _NAME_CHARS or name.startswith(".") or name.count(".") > 1:
         raise RtAnimeError(f"bundle name must be 'arch' or 'arch.tag' of lowercase letters, digits and -_, "
                            f"got {name!r}")
-    model = load_generator(source).float().eval()
+    model, training = _load(Path(source))
+    model = model.float().eval()
     probe = torch.linspace(-1, 1, 3 * 32 * 32).reshape(1, 3, 32, 32)
     with torch.no_grad():
         if not torch.isfinite(model(probe)).all():
             raise RtAnimeError(f"{source}: the generator produces non-finite output; not bundling it")
     weights_dir.mkdir(parents=True, exist_ok=True)
     stem = name.replace(".", "_")
-    extra = {}
-    config_src = Path(source).with_suffix(".json")
-    if config_src.exists():
-        training = json.loads(config_src.read_text()).get("training")
-        if training is not None:
-            extra["training"] = training
+    extra = {"training": training} if training is not None else {}
     extra["bundle"] = {"name": name, "license": license, "origin": origin}
     save_generator(model, weights_dir / stem, dtype=dtype, extra=extra)
     weights = weights_dir / f"{stem}.safetensors"
