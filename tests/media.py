@@ -67,6 +67,8 @@ class ClipSpec:
     rotation: int | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     container_options: dict[str, str] = field(default_factory=dict)
+    video_options: dict[str, str] = field(default_factory=dict)
+    """Video encoder options, e.g. ``{"g": "6"}`` for a keyframe every 6 frames (short GOPs to cut at)."""
 
 
 def _picture(i: int, width: int, height: int) -> np.ndarray:
@@ -82,7 +84,7 @@ def make_clip(path: str | os.PathLike[str], spec: ClipSpec = ClipSpec()) -> Path
     path = Path(path)
     out = av.open(str(path), "w", options=dict(spec.container_options))
     out.metadata.update(spec.metadata)
-    video = out.add_stream(spec.codec, rate=spec.rate)
+    video = out.add_stream(spec.codec, rate=spec.rate, options=dict(spec.video_options))
     video.width, video.height, video.pix_fmt = spec.width, spec.height, spec.pix_fmt
     time_base = spec.time_base or Fraction(1, spec.rate)
     video.codec_context.time_base = time_base
