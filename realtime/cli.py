@@ -26,6 +26,8 @@ COMMANDS: dict[str, str] = {
     "evaluate": "PSNR, LPIPS and FID of a generator against the teacher on held-out photos (model card table)",
     "eval-temporal": "score flicker: warping error (Lai et al.) of OUTPUT vs INPUT, LPIPS/PSNR vs --reference",
     "batch": "stylize many videos (and long ones in keyframe chunks) on Ray: rt-anime batch IN... -o OUTDIR",
+    "webcam": "live anime filter for a camera, video file or URL: window, virtual camera, recording",
+    "demo": "serve the Gradio live demo (webcam stream, video, image) on 127.0.0.1",
 }
 EXIT_USER_ERROR = 2
 
