@@ -284,3 +284,25 @@ def test_a_running_checkpoint_bundles_with_its_provenance(photos, cache, tmp_pat
         want = t.G.eval().half().float()(x)
         got = realtime.load_generator(record["name"])(x)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+
+
+def test_clip_balance_draws_a_clip_sqrt_n_times_as_often_as_a_photo(tmp_path):
+    from collections import Counter
+    from pathlib import Path
+
+    from realtime.train.data import balanced_draws
+
+    paths = ([Path(f"v/walk_f{i:05d}.png") for i in range(36)] + [Path(f"v/tree_f{i:05d}.png") for i in range(9)]
+             + [Path("p/dune.jpg"), Path("p/coffee.png"), Path("other/walk_f00001.png")])
+    draws = Counter(balanced_draws(paths))
+    assert set(draws) == set(range(len(paths)))  # every image still in every epoch
+    walk, tree = sum(draws[i] for i in range(36)), sum(draws[i] for i in range(36, 45))
+    photo = draws[45]
+    assert photo == draws[46] == draws[47] == 6  # a lone frame in another folder is its own group
+    assert walk == pytest.approx(6 * 6, rel=0.01) and tree == pytest.approx(3 * 6, rel=0.01)  # √36·6, √9·6
+    assert balanced_draws([]) == [] and balanced_draws([Path("a.png")]) == [0]
+
+
+def test_balance_setting_is_validated(photos, cache, tmp_path):
+    with pytest.raises(ValueError, match="`data.balance`.*'clips'"):
+        _config(photos, cache, tmp_path, "data.balance=sources")

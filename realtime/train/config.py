@@ -161,6 +161,10 @@ class DataSection:
         flip: Random horizontal flips of the unpaired X and Y crops (never of pairs: they would stay aligned, but
             the reference does not flip them).
         cache_dir: Where resized photos and teacher outputs are cached; empty = ``$RT_ANIME_CACHE/pairs``.
+        balance: ``none``: every image is drawn equally often (the papers). ``clips``: frames of one clip (files
+            named ``<clip>_f<digits>.<ext>``, as ``realtime.train.offline_data`` and most frame dumps name them)
+            count as a group drawn √n times as often as one photo, not n times, so three 40-frame clips do not
+            drown fifteen photos (offline-v1: 112 of 127 training images are frames of three clips).
     """
 
     SECTION: ClassVar[str] = "data"
@@ -176,9 +180,11 @@ class DataSection:
     batch_size: int = 1
     flip: bool = True
     cache_dir: str = ""
+    balance: str = "none"
 
     def __post_init__(self) -> None:
         s = self.SECTION
+        _string(s, "balance", self.balance, choices=("none", "clips"))
         for name in ("photos", "anime", "pairs", "heldout"):
             object.__setattr__(self, name, _strings(s, name, getattr(self, name)))
         _number(s, "holdout", self.holdout, 0, 0.9)

@@ -21,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
+import re
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -199,6 +201,28 @@ class Item:
     target: Path | None = None
 
 
+_FRAME_NAME = re.compile(r"^(?P<clip>.+)_f\d+$")
+
+
+def balanced_draws(paths: Sequence[Path]) -> list[int]:
+    """Indices of ``paths`` repeated so each clip's frames together are drawn ~√n times as often as one photo.
+
+    Frames are files named ``<clip>_f<digits>`` in one folder; everything else is a photo (a group of one). With
+    ``m`` the largest clip, a photo appears ``round(√m)`` times and a frame of an ``n``-frame clip
+    ``max(1, round(√m / √n))`` times; an epoch of the draw list still shows every image at least once.
+    """
+    groups: dict[tuple[Path, str], list[int]] = {}
+    for i, p in enumerate(paths):
+        match = _FRAME_NAME.match(Path(p).stem)
+        key = (Path(p).parent, match["clip"]) if match else (Path(p), "")
+        groups.setdefault(key, []).append(i)
+    scale = math.sqrt(max((len(g) for g in groups.values()), default=1))
+    draws: list[int] = []
+    for members in groups.values():
+        draws += [i for i in members for _ in range(max(1, round(scale / math.sqrt(len(members)))))]
+    return sorted(draws)
+
+
 @dataclass(frozen=True)
 class Batch:
     """One iteration's tensors, RGB NCHW in [-1, 1]: unpaired photos / anime, paired photos / pseudo-targets."""
@@ -293,6 +317,9 @@ class TrainData:
         if not self.anime and len(self.pairs) < 2:
             logger.warning("only one pseudo-pair: the unpaired anime image Y is the teacher output of the same photo")
         self._perms: dict[tuple[int, int], np.ndarray] = {}
+        balance = config.balance == "clips"
+        self._photo_draws = balanced_draws([i.source for i in self.photos]) if balance else list(range(len(self.photos)))
+        self._pair_draws = balanced_draws([i.source for i in self.pairs]) if balance else list(range(len(self.pairs)))
 
     # --- sampling --------------------------------------------------------------------------------------------------
 
@@ -305,6 +332,9 @@ class TrainData:
                 self._perms.clear()
             self._perms[key] = np.random.default_rng([self.seed, stream, epoch]).permutation(n)
         return int(self._perms[key][pos])
+
+    def _draw(self, stream: int, draws: list[int], k: int) -> int:
+        return draws[self._index(stream, len(draws), k)]
 
     def _crop(self, images: Sequence[np.ndarray], rng: np.random.Generator, flip: bool) -> list[np.ndarray]:
         c = self.config.crop
@@ -328,7 +358,7 @@ class TrainData:
         xs, ys, xps, yps = [], [], [], []
         for j in range(b):
             k = iteration * b + j
-            x_item = self.photos[self._index(_STREAM_X, len(self.photos), k)]
+            x_item = self.photos[self._draw(_STREAM_X, self._photo_draws, k)]
             xs += self._crop([read_image(x_item.photo)], rng, flip)
             if self.anime:
                 y_file = self.anime[self._index(_STREAM_Y, len(self.anime), k)].photo
@@ -338,7 +368,7 @@ class TrainData:
                     i = (i + 1) % len(self.pairs)  # Y must be the teacher output of another photo
                 y_file = self.pairs[i].target
             ys += self._crop([read_image(y_file)], rng, flip)
-            p_item = self.pairs[self._index(_STREAM_P, len(self.pairs), k)]
+            p_item = self.pairs[self._draw(_STREAM_P, self._pair_draws, k)]
             xp, yp = self._crop([read_image(p_item.photo), read_image(p_item.target)], rng, False)
             xps.append(xp)
             yps.append(yp)
@@ -350,7 +380,7 @@ class TrainData:
         rng = np.random.default_rng([self.seed, _STREAM_WARMUP, iteration])
         xps, yps = [], []
         for j in range(size):
-            item = self.pairs[self._index(_STREAM_WARMUP, len(self.pairs), iteration * size + j)]
+            item = self.pairs[self._draw(_STREAM_WARMUP, self._pair_draws, iteration * size + j)]
             xp, yp = self._crop([read_image(item.photo), read_image(item.target)], rng, False)
             xps.append(xp)
             yps.append(yp)
@@ -372,5 +402,5 @@ class TrainData:
                 "n_heldout": len(self.heldout), "cache": str(self.cache.root)}
 
 
-__all__ = ["Batch", "Item", "PairCache", "Teacher", "TrainData", "content_digest", "holdout_split", "list_images",
-           "make_teacher", "resize_short_side"]
+__all__ = ["Batch", "Item", "PairCache", "Teacher", "TrainData", "balanced_draws", "content_digest", "holdout_split",
+           "list_images", "make_teacher", "resize_short_side"]
