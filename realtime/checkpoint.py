@@ -75,6 +75,22 @@ def list_pretrained() -> list[str]:
     return sorted(_PRETRAINED)
 
 
+def resolve_pretrained(name: str) -> str | None:
+    """The bundled record ``name`` stands for (``arch`` → its default ``arch.tag``), or None when not bundled."""
+    full = _DEFAULT_TAG.get(name, name)
+    return full if full in _PRETRAINED else None
+
+
+def pretrained_preset(name: str) -> str:
+    """The generator preset a bundled model was built from (what ``--random-weights`` re-creates untrained)."""
+    full = resolve_pretrained(name)
+    if full is None:
+        raise CheckpointError(f"{name!r} is not a bundled model; bundled: {list_pretrained() or 'none'}")
+    record = json.loads((_WEIGHTS_DIRS.get(full, WEIGHTS_DIR) / _PRETRAINED[full].file).with_suffix(".json")
+                        .read_text())
+    return record.get("preset") or record["family"]
+
+
 def load_weights_index(weights_dir: Path = WEIGHTS_DIR) -> int:
     """Register the bundled weights listed in ``<weights_dir>/index.json``; returns how many were registered.
 

@@ -58,3 +58,19 @@ def test_cli_reports_a_missing_source_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "nope" in err
     assert not (tmp_path / "w" / "index.json").exists()
+
+
+def test_default_model_is_bundled_and_random_weights_gives_its_architecture():
+    import argparse
+
+    from realtime.checkpoint import pretrained_preset, resolve_pretrained
+    from realtime.commands import DEFAULT_MODEL, model_from_args
+
+    assert resolve_pretrained(DEFAULT_MODEL) is not None, "the package must ship its default model"
+    trained = model_from_args(argparse.Namespace(model=DEFAULT_MODEL, random_weights=False, solver=None))
+    fresh = model_from_args(argparse.Namespace(model=DEFAULT_MODEL, random_weights=True, solver=None))
+    assert pretrained_preset(DEFAULT_MODEL) == "nijigan-lite" and type(fresh) is type(trained)
+    assert fresh.config == trained.config
+    assert any(not torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), trained.state_dict().values()))
+    with pytest.raises(Exception, match="not a bundled model"):
+        pretrained_preset("nijigan-lite")

@@ -142,9 +142,29 @@ def test_model_file_that_fails_to_load(bad_media, clip, tmp_path, capsys):
     assert not (tmp_path / "o.mp4").exists()
 
 
-def test_no_default_model_yet_is_explained(clip, tmp_path, capsys):
+def test_without_model_the_bundled_default_is_used(clip, tmp_path):
+    import av
+
+    from realtime.commands import DEFAULT_MODEL
+
+    def frames(path):
+        with av.open(str(path)) as c:
+            return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+    assert main([str(clip), str(tmp_path / "o.mp4"), "--quiet"]) == 0
+    assert main([str(clip), str(tmp_path / "p.mp4"), "--quiet", "--model", DEFAULT_MODEL]) == 0
+    a, b = frames(tmp_path / "o.mp4"), frames(tmp_path / "p.mp4")
+    assert len(a) == len(frames(clip)) and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_missing_default_model_is_explained(clip, tmp_path, capsys, monkeypatch):
+    import realtime.checkpoint as ckpt
+
+    monkeypatch.setattr(ckpt, "_PRETRAINED", {})
+    monkeypatch.setattr(ckpt, "_DEFAULT_TAG", {})
     assert main([str(clip), str(tmp_path / "o.mp4")]) == 2
     one_line_error(capsys, "no bundled default model")
+    assert not (tmp_path / "o.mp4").exists()
 
 
 def test_truncated_with_allow_partial_keeps_what_decodes(bad_media, tmp_path, capsys):

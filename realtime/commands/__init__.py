@@ -6,8 +6,13 @@ import argparse
 import sys
 
 from .._registry import create_generator, list_generators
-from ..checkpoint import load_generator
+from ..checkpoint import load_generator, pretrained_preset, resolve_pretrained
+from ..errors import RtAnimeError
 from ..models._base import Generator
+
+# The bundled model a command uses when --model is omitted: the lite NijiGAN (ngf 32, Euler-1), the one that runs
+# near real time on a CPU; `niji` (ngf 64) is the quality choice.
+DEFAULT_MODEL = "niji-lite"
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, *, default: str | None = None) -> None:
@@ -21,9 +26,16 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, default: str | None 
 
 
 def model_from_args(args: argparse.Namespace) -> Generator:
+    """The generator ``--model`` / ``--solver`` / ``--random-weights`` ask for (a bundled name with
+    ``--random-weights`` gives its architecture, untrained)."""
     overrides = {"solver": args.solver} if args.solver else {}
+    bundled = resolve_pretrained(args.model)
     if args.random_weights:
-        return create_generator(args.model, **overrides).eval()
+        return create_generator(pretrained_preset(args.model) if bundled else args.model, **overrides).eval()
+    if args.model == DEFAULT_MODEL and bundled is None:
+        raise RtAnimeError(f"this rt-anime has no bundled default model ({DEFAULT_MODEL}; the installation lacks "
+                           "realtime/weights): pass --model CHECKPOINT (.safetensors, or an official "
+                           "Scenimefy/CUT/AnimeGANv2 .pth), or --model NAME --random-weights")
     return load_generator(args.model, **overrides)
 
 

@@ -24,13 +24,10 @@ import sys
 import time
 
 from ..backends import BACKEND_NAMES
-from ..checkpoint import list_pretrained
-from ..errors import RtAnimeError
 from ..pipeline import EncodeConfig, PipelineConfig
 from ..temporal.blend import TEMPORAL_MODES
-from . import add_model_arguments, model_from_args, parse_size
+from . import DEFAULT_MODEL, add_model_arguments, model_from_args, parse_size
 
-DEFAULT_MODEL = "nijigan-lite"
 EXIT_SOME_FAILED = 1
 
 
@@ -108,9 +105,6 @@ def run(args: argparse.Namespace) -> int:
                          temporal=args.temporal, temporal_strength=args.temporal_strength)
     size = parse_size(args.size, flag="--size") if args.size else None
     import_ray()  # fail on a missing extra before loading a model or scanning inputs
-    if args.model == DEFAULT_MODEL and not args.random_weights and DEFAULT_MODEL not in list_pretrained():
-        raise RtAnimeError("this rt-anime has no bundled default model yet: pass --model CHECKPOINT, or "
-                           "--model NAME --random-weights")
     model = model_from_args(args)
     pipeline = PipelineConfig(batch_size=args.batch, size_multiple=model.size_multiple, max_side=args.max_side,
                               size=size, allow_partial=args.allow_partial)

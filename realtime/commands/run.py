@@ -10,15 +10,13 @@ from __future__ import annotations
 import argparse
 
 from ..backends import BACKEND_NAMES, BackendConfig, make_backend
-from ..checkpoint import list_pretrained
 from ..errors import RtAnimeError
 from ..jobs import classify_input, classify_output, parse_fps, run_job
 from ..pipeline import EncodeConfig, PipelineConfig
 from ..temporal.blend import TEMPORAL_MODES, TemporalBlend
 from ..tiling import TiledTranslate
-from . import ProgressBar, add_io_arguments, add_model_arguments, model_from_args, parse_size, warn_about_input
-
-DEFAULT_MODEL = "nijigan-lite"
+from . import (DEFAULT_MODEL, ProgressBar, add_io_arguments, add_model_arguments, model_from_args, parse_size,
+               warn_about_input)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,9 +41,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _model(args: argparse.Namespace):
-    if args.model == DEFAULT_MODEL and not args.random_weights and DEFAULT_MODEL not in list_pretrained():
-        raise RtAnimeError("this rt-anime has no bundled default model yet: pass --model CHECKPOINT (.safetensors, "
-                           "or an official Scenimefy/CUT/AnimeGANv2 .pth), or --model NAME --random-weights")
     return model_from_args(args)
 
 
