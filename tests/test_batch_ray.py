@@ -8,6 +8,7 @@ its retries), and a file that is not media — then a ``--resume`` run that fini
 from __future__ import annotations
 
 import json
+import signal
 
 import numpy as np
 import pytest
@@ -28,9 +29,13 @@ ENCODE = EncodeConfig(crf=0, preset="ultrafast")
 
 @pytest.fixture(scope="module")
 def local_ray():
+    # ray.init installs its own SIGTERM/SIGINT handlers and shutdown leaves them: restore ours for later tests.
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
     yield
     ray.shutdown()
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
 
 
 @pytest.fixture(scope="module")
