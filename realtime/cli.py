@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "train": "train a generator with the NijiGAN semi-supervised recipe (rt-anime train --config default-cpu)",
     "evaluate": "PSNR, LPIPS and FID of a generator against the teacher on held-out photos (model card table)",
     "eval-temporal": "score flicker: warping error (Lai et al.) of OUTPUT vs INPUT, LPIPS/PSNR vs --reference",
+    "finetune": "fine-tune a generator on one clip for flicker-free video: rt-anime finetune CLIP -o MODEL",
     "batch": "stylize many videos (and long ones in keyframe chunks) on Ray: rt-anime batch IN... -o OUTDIR",
     "webcam": "live anime filter for a camera, video file or URL: window, virtual camera, recording",
     "demo": "serve the Gradio live demo (webcam stream, video, image) on 127.0.0.1",

@@ -17,6 +17,7 @@ from ..temporal.blend import TEMPORAL_MODES, TemporalBlend
 from ..tiling import TiledTranslate
 from . import (DEFAULT_MODEL, ProgressBar, add_io_arguments, add_model_arguments, model_from_args, parse_size,
                warn_about_input)
+from .finetune import add_finetune_options, stabilized_model
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "of the previous output (default none)")
     parser.add_argument("--temporal-strength", type=float, default=0.5, metavar="X",
                         help="weight of the previous output with --temporal blend, 0..1 (default 0.5)")
+    parser.add_argument("--stabilize", choices=("none", "finetune"), default="none",
+                        help="finetune = first fine-tune a copy of the model on this video for temporal stability "
+                             "(as 'rt-anime finetune'; cached under ~/.cache/rt-anime/finetune), then stylize with "
+                             "it; tune with the --finetune-* flags (default none)")
+    add_finetune_options(parser.add_argument_group("fine-tuning (--stabilize finetune)"), prefix="finetune-")
     parser.add_argument("--threads", type=int, help="CPU threads for inference")
     parser.add_argument("--benchmark", action="store_true", help="print model-only fps, end-to-end fps, stage times")
 
@@ -57,8 +63,14 @@ def run(args: argparse.Namespace) -> int:
     if args.temporal != "none" and source.kind == "image":
         raise RtAnimeError(f"--temporal {args.temporal} needs a video or a sequence of frames; {args.input} is a "
                            "single image (allowed for images: --temporal none)")
+    if args.stabilize == "finetune" and source.kind != "video":
+        what = "an image" if source.kind == "image" else "a sequence of images"
+        raise RtAnimeError(f"--stabilize finetune needs a video; {args.input} is {what} (allowed for it: "
+                           "--stabilize none)")
     target = classify_output(args.output)
     model = _model(args)
+    if args.stabilize == "finetune":
+        model = stabilized_model(model, args)
     backend = make_backend(model, BackendConfig(name=args.backend, device=args.device, threads=args.threads))
     if args.tile:
         backend = TiledTranslate(backend, tile=args.tile, overlap=args.tile_overlap, multiple=model.size_multiple)
