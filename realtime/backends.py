@@ -29,6 +29,20 @@ def cache_root() -> Path:
     return Path(os.environ.get("RT_ANIME_CACHE", Path.home() / ".cache" / "rt-anime"))
 
 
+def resolve_device(name: str, *, param: str = "device") -> torch.device:
+    """``auto`` → CUDA when torch sees a GPU, else CPU; anything else must name a torch device that exists here.
+    ``param`` is the option or config key the name came from, for the error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"{param} {name!r} is not a torch device; allowed: auto, cpu, cuda, cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RtAnimeError(f"{param} {name!r}: torch sees no CUDA GPU here; use auto or cpu")
+    return device
+
+
 @dataclass(frozen=True, kw_only=True)
 class BackendConfig:
     """How to run the generator.
@@ -58,15 +72,7 @@ class BackendConfig:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
 
     def resolved_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        try:
-            device = torch.device(self.device)
-        except RuntimeError:
-            raise ValueError(f"device {self.device!r} is not a torch device; expected auto, cpu or cuda[:N]") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise RtAnimeError(f"device {self.device!r} was requested but torch sees no CUDA GPU")
-        return device
+        return resolve_device(self.device)
 
 
 class Backend(Protocol):

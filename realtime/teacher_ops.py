@@ -270,7 +270,7 @@ def sky_mask(lab: np.ndarray, raw_luminance: np.ndarray, unit: float) -> tuple[n
         ``(mask, top_l)``: the mask (all zero when there is no clear sky) and the sky's luminance near its top.
     """
     h, w = lab.shape[:2]
-    L, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
+    L = lab[..., 0]
     mean = gaussian(raw_luminance, 2.0 * unit)
     std = np.sqrt(np.maximum(gaussian(raw_luminance * raw_luminance, 2.0 * unit) - mean * mean, 0.0))
     gx = cv2.Sobel(L, cv2.CV_32F, 1, 0, ksize=3) / 8.0

@@ -27,6 +27,7 @@ import av.error
 import cv2
 import numpy as np
 
+from ..pipeline.decode import open_video
 from ..temporal.flow import DIS_PRESETS, FlowConfig
 from ..temporal.warping_error import WarpingErrorConfig, WarpingErrorMeter, WarpingErrorResult
 from . import ProgressBar
@@ -65,19 +66,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # --- video reading -------------------------------------------------------------------------------------------------
-
-def _open(path: str, role: str) -> av.container.InputContainer:
-    if not Path(path).exists():
-        raise FileNotFoundError(f"{role} {path} does not exist")
-    try:
-        container = av.open(path)
-    except av.error.FFmpegError as exc:
-        raise ValueError(f"{role} {path} cannot be opened as a video: {exc}") from None
-    if not container.streams.video:
-        container.close()
-        raise ValueError(f"{role} {path} has no video stream")
-    return container
-
 
 def _declared_frames(container: av.container.InputContainer) -> int:
     return int(container.streams.video[0].frames or 0)
@@ -224,7 +212,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
     roles = [("INPUT", args.input), ("OUTPUT", args.output)] + ([("REFERENCE", args.reference)]
                                                                  if args.reference else [])
-    containers = [_open(path, role) for role, path in roles]
+    containers = [open_video(path, role) for role, path in roles]
     try:
         declared = [_declared_frames(c) for c in containers]
         if args.max_frames is None and all(declared) and len(set(declared)) > 1:

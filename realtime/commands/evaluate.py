@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import torch
 
 from .._fileio import write_atomic
+from ..backends import resolve_device
 from ..errors import RtAnimeError
 from ..teacher import TeacherConfig
 from ..train.evaluate import EvalTargets, evaluate_generator, write_comparison_sheet
@@ -85,20 +85,8 @@ def _teacher(args: argparse.Namespace) -> tuple[TeacherConfig | Callable[[np.nda
     from ..train.config import DataSection
     from ..train.data import make_teacher
 
-    teacher = make_teacher(DataSection(teacher=name), device=_device(args.device))
+    teacher = make_teacher(DataSection(teacher=name), device=resolve_device(args.device, param="--device"))
     return teacher.render, f"generator {name}"
-
-
-def _device(text: str) -> torch.device:
-    if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(text)
-    except RuntimeError:
-        raise ValueError(f"--device {text!r}: expected cpu, cuda, cuda:N or auto") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RtAnimeError(f"--device {text}: no CUDA device is available; use --device cpu")
-    return device
 
 
 def _photos(args: argparse.Namespace) -> list[Path]:
@@ -130,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"{flag} {path}: directory {path.parent} does not exist")
     targets = EvalTargets(psnr_min=args.psnr_min, lpips_max=args.lpips_max)
     photos = _photos(args)
-    device = _device(args.device)
+    device = resolve_device(args.device, param="--device")
     model = model_from_args(args).to(device)
     teacher, teacher_name = _teacher(args)
     logger.info("evaluating %s on %d photo(s) against the %s teacher", args.model, len(photos), teacher_name)

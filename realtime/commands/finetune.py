@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoint import sha256_file
-from ..errors import RtAnimeError
 from ..finetune.interpolators import INTERPOLATORS
 from ..finetune.trainer import FinetuneConfig, FinetuneProgress, finetune_clip, save_finetuned
 from ..models._base import Generator

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from ..errors import RtAnimeError
+from ..pipeline.decode import open_video
 from ..temporal.warping_error import thumbnail_ssim
 
 __all__ = ["ClipScan", "TripletStore", "choose_centers", "load_triplets", "model_size", "scan_clip", "valid_centers"]
@@ -57,23 +58,8 @@ class ClipScan:
         return [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
-def _open(path: Path) -> av.container.InputContainer:
-    if not path.exists():
-        raise FileNotFoundError(f"CLIP {path} does not exist")
-    if path.is_dir():
-        raise RtAnimeError(f"CLIP {path} is a folder; fine-tuning needs a video file")
-    try:
-        container = av.open(str(path))
-    except av.error.FFmpegError as exc:
-        raise RtAnimeError(f"CLIP {path} cannot be opened as a video: {exc}") from None
-    if not container.streams.video:
-        container.close()
-        raise RtAnimeError(f"CLIP {path} has no video stream")
-    return container
-
-
 def _decode(path: Path) -> Iterator[np.ndarray]:
-    container = _open(path)
+    container = open_video(path, "CLIP")
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"

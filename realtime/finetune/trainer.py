@@ -37,6 +37,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from ..backends import resolve_device
 from ..checkpoint import save_generator
 from ..models._base import Generator
 from ..temporal.flow import DIS_PRESETS, DISFlow, FlowConfig
@@ -185,18 +186,6 @@ class FinetuneResult:
                 "config": asdict(self.config), **extra}
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"device {name!r} is not a torch device; allowed: auto, cpu, cuda[:N]") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r}: CUDA is not available; use auto or cpu")
-    return device
-
-
 def _to_tensor(frames: np.ndarray, device: torch.device) -> torch.Tensor:
     """``(..., H, W, 3)`` uint8 → ``(N, 3, H, W)`` float in [-1, 1]."""
     x = torch.from_numpy(np.ascontiguousarray(frames)).reshape(-1, *frames.shape[-3:]).permute(0, 3, 1, 2)
@@ -262,7 +251,7 @@ def finetune_generator(base: Generator, store: TripletStore, config: FinetuneCon
                        progress: Callable[[FinetuneProgress], None] | None = None,
                        prepare_seconds: float = 0.0) -> FinetuneResult:
     """Fine-tune a copy of ``base`` on the stored triplets (the module docstring's loop); ``base`` is unchanged."""
-    device = _device(config.device)
+    device = resolve_device(config.device, param="device")
     if interpolator is None:
         interpolator = make_interpolator(config.interpolator, device=device, ncnn_model=config.ncnn_model,
                                          rife_scale=config.rife_scale)
@@ -350,7 +339,7 @@ def finetune_clip(base: Generator, clip: "str | Path", config: FinetuneConfig, *
                   scan_progress: Callable[[int], None] | None = None) -> FinetuneResult:
     """Scan ``clip``, load its triplets and fine-tune (see :func:`finetune_generator`)."""
     started = time.perf_counter()
-    device = _device(config.device)
+    device = resolve_device(config.device, param="device")
     # Build the interpolator first: a missing dependency should fail before minutes of decoding.
     interpolator = make_interpolator(config.interpolator, device=device, ncnn_model=config.ncnn_model,
                                      rife_scale=config.rife_scale)

@@ -32,9 +32,29 @@ from .convert import _frame_to_tensor
 from .errors import InputError, NoVideoError
 from .stage import Channel, PipelineStopped, Stage
 
-__all__ = ["InputVideo", "SourceInfo", "SourceStage"]
+__all__ = ["InputVideo", "SourceInfo", "SourceStage", "open_video"]
 
 logger = logging.getLogger(__name__)
+
+
+
+def open_video(path: str | os.PathLike, role: str) -> av.container.InputContainer:
+    """Open a file that must hold a video stream, for the tools that read frames outside the pipeline (scoring,
+    fine-tuning). ``role`` names the argument in errors (``CLIP``, ``--reference``)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{role} {path} does not exist")
+    if path.is_dir():
+        raise InputError(f"{role} {path} is a folder; a video file is needed")
+    try:
+        container = av.open(str(path))
+    except av.error.FFmpegError as exc:
+        raise InputError(f"{role} {path} cannot be opened as a video: {exc}") from None
+    if not container.streams.video:
+        container.close()
+        raise NoVideoError(f"{role} {path} has no video stream")
+    return container
+
 
 _ATTACHED_PIC = 1024  # AV_DISPOSITION_ATTACHED_PIC: cover art is a one-frame "video" stream, never the video
 

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from .._fileio import write_atomic
+from ..backends import resolve_device
 from ..checkpoint import save_generator
 from ..errors import CheckpointError, MissingDependencyError
 from ..images import image_to_tensor, pad_to_multiple, tensor_to_image, write_image
@@ -59,16 +60,6 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "rt-anime/train-checkpoint"
 CHECKPOINT_VERSION = 1
 NETS = ("G", "D", "D_p", "F", "F_s")
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; anything else as given."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"`run.device` is {name!r} but CUDA is not available; use 'auto' or 'cpu'")
-    return device
 
 
 def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -116,7 +107,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
-        self.device = resolve_device(config.run.device)
+        self.device = resolve_device(config.run.device, param="run.device")
         self.out_dir = config.out_dir
         self.checkpoint_path = self.out_dir / "checkpoint.pt"
         self.log_path = self.out_dir / "log.jsonl"
@@ -581,4 +572,4 @@ class _Loop:
                     _clock(eta), record["lambda_sup"], losses)
 
 
-__all__ = ["CHECKPOINT_FORMAT", "TrainResult", "Trainer", "psnr", "resolve_device"]
+__all__ = ["CHECKPOINT_FORMAT", "TrainResult", "Trainer", "psnr"]
