@@ -106,3 +106,48 @@ def test_solver_swaps_without_touching_weights():
     assert (a - b).abs().max() > 1e-3, "a different solver must integrate differently"
     g.solver = "dopri5"
     assert g.nfe is None and not g.is_static()
+
+
+def _affine_colour_shift(x: torch.Tensor) -> torch.Tensor:
+    """An exposure gain and a per-channel colour offset: what an InstanceNorm after the stem conv cannot see."""
+    return 0.6 * x + torch.tensor([0.25, -0.1, 0.05]).view(1, 3, 1, 1)
+
+
+def test_paper_nijigan_cannot_see_exposure_or_colour_cast():
+    # The fact behind `input_skip`: every conv feeds an InstanceNorm, so the output ignores a * x + c.
+    g = realtime.create_generator("nijigan", ngf=4, solver="euler:1").eval()
+    x = torch.rand(1, 3, 32, 24) * 1.2 - 0.6
+    with torch.no_grad():
+        torch.testing.assert_close(g(_affine_colour_shift(x)), g(x), atol=2e-3, rtol=0)
+
+
+def test_input_skip_passes_colour_through_with_the_same_parameters_and_keys():
+    plain = realtime.create_generator("nijigan", solver="euler:1")
+    skip = realtime.create_generator("nijigan", solver="euler:1", input_skip=True).eval()
+    assert sum(p.numel() for p in skip.parameters()) == 5_477_379
+    assert set(skip.state_dict()) == set(plain.state_dict())
+    head = [m for m in skip.model if isinstance(m, torch.nn.Conv2d)][-1]
+    x = torch.rand(1, 3, 32, 24) * 1.2 - 0.6
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+        torch.testing.assert_close(skip(x), x)  # a zero head is the identity
+        head.bias.copy_(torch.tensor([0.5, 0.0, -0.5]))
+        y = skip(x)
+        assert y.max() <= 1 and y.min() >= -1
+        torch.testing.assert_close(y, (x + head.bias.view(1, 3, 1, 1)).clamp(-1, 1))
+        assert (skip(_affine_colour_shift(x)) - y).abs().mean() > 0.05
+        torch.testing.assert_close(skip.forward_features(x, [4]).image, y)
+
+
+def test_input_skip_survives_save_load_and_unroll(tmp_path):
+    from export.unroll import unroll
+
+    g = realtime.create_generator("nijigan-lite", ngf=4, solver="euler:1", input_skip=True).eval()
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    loaded = realtime.load_generator(realtime.save_generator(g, tmp_path / "skip")).eval()
+    assert loaded.config.input_skip is True
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), g(x))
+        traced = torch.jit.trace(unroll(g), x)
+        torch.testing.assert_close(traced(x + 0.1), g(x + 0.1))

@@ -80,10 +80,16 @@ class SequentialGenerator(Generator):
     def _run(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return layer(x)
 
+    def _output(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The image from the input ``x`` and the last layer's output ``y`` (``y`` itself unless a family adds a
+        skip from the input)."""
+        return y
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x
         for layer in self.model:
-            x = self._run(layer, x)
-        return x
+            y = self._run(layer, y)
+        return self._output(x, y)
 
     def forward_features(self, x: torch.Tensor, layers: Sequence[int] = (), *,
                          encode_only: bool = False) -> GeneratorOutput:
@@ -97,6 +103,7 @@ class SequentialGenerator(Generator):
         stop = max(wanted) if encode_only else n - 1
         found: dict[int, torch.Tensor] = {}
         bottleneck = None
+        image_in = x
         for i, layer in enumerate(self.model):
             x = self._run(layer, x)
             if i in wanted:
@@ -105,5 +112,5 @@ class SequentialGenerator(Generator):
                 bottleneck = x
             if i == stop:
                 break
-        image = None if encode_only and stop < n - 1 else x
+        image = None if encode_only and stop < n - 1 else self._output(image_in, x)
         return GeneratorOutput(image=image, features=tuple(found[i] for i in wanted), bottleneck=bottleneck)

@@ -37,6 +37,12 @@ class NijiGANConfig:
         hidden_mult: Width multiplier of the middle of ``f`` (1 = design A; 4 with one block = design B).
         antialias: Blur-pool downsampling, as Scenimefy.
         antialias_up: Bilinear upsampling + conv, as Scenimefy.
+        input_skip: Add the input image to the head's output (``clamp(x + conv7(...), -1, 1)``, no Tanh) instead of
+            ``tanh(conv7(...))``. No parameters, same checkpoint keys. Off for the paper's network. Why it exists:
+            every conv before the head feeds an InstanceNorm, so without the skip the output is exactly invariant to
+            ``a * x + c`` (any exposure gain ``a > 0``, any per-channel colour offset ``c``) and the network must
+            guess absolute colour from content; with it, colour passes through and the network learns the change
+            (MODEL_CARD.md, "Architecture").
         solver: Solver spec (``"rk4:1"``, ``"dopri5"``…) or solver value; what the weights were trained with.
     """
 
@@ -45,6 +51,7 @@ class NijiGANConfig:
     hidden_mult: int = 1
     antialias: bool = True
     antialias_up: bool = True
+    input_skip: bool = False
     solver: Solver = field(default="dopri5")  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
@@ -52,6 +59,8 @@ class NijiGANConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"`{name}` must be an integer >= {low}, got {value!r}")
+        if not isinstance(self.input_skip, bool):
+            raise ValueError(f"`input_skip` must be true or false, got {self.input_skip!r}")
         solver = self.solver
         if isinstance(solver, Mapping):
             from ..solvers import solver_from_dict
@@ -91,8 +100,13 @@ class NijiGAN(SequentialGenerator):
         encoder = cut_encoder(input_nc=3, ngf=config.ngf, antialias=config.antialias)
         blocks = [ODEBlock(dim, dim * config.hidden_mult) for _ in range(config.n_ode_blocks)]
         decoder = cut_decoder(output_nc=3, ngf=config.ngf, antialias_up=config.antialias_up)
+        if config.input_skip:
+            decoder[-1] = nn.Identity()  # the skip's clamp bounds the output instead of the Tanh
         self.model = nn.Sequential(*encoder, *blocks, *decoder)
         self.bottleneck_index = len(encoder) + config.n_ode_blocks - 1
+
+    def _output(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (x + y).clamp(-1.0, 1.0) if self.config.input_skip else y
 
     @property
     def size_multiple(self) -> int:

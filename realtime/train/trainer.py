@@ -42,6 +42,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+import torch.nn as nn
 
 from .._fileio import write_atomic
 from ..backends import resolve_device
@@ -132,6 +133,12 @@ class Trainer:
         torch.manual_seed(cfg.run.seed)
         gain, dev = cfg.model.init_gain, self.device
         self.G = init_weights(cfg.model.build_generator(), "xavier", gain).to(dev)
+        if getattr(self.G.config, "input_skip", False):
+            # Start as the identity: with the input skip a zero head outputs the photo, and the network learns the
+            # change from there rather than from noise added to it.
+            head = [m for m in self.G.model if isinstance(m, nn.Conv2d)][-1]
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
         self.G.preset = cfg.model.preset
         # Terms with weight 0 cost nothing: their networks are not built and their forwards never run.
         self.contrastive = L.contrastive
