@@ -92,6 +92,10 @@ class ModelSection:
         d_layers: Downsampling stages of D and D_p (3 = the 70×70 PatchGAN).
         netf_nc: Projection width of F and F_s (CUT ``--netF_nc``).
         init_gain: Gain of the xavier-normal initialisation of every network (CUT ``--init_gain``).
+        init_from: Start G from trained weights instead (a checkpoint path or bundled name): the same architecture
+            is copied, a narrower one of the same family is widened without changing its function
+            (:mod:`realtime.train.widen`; e.g. ``niji`` from ``niji-lite``). Only when a run starts, not on resume.
+        init_noise: Symmetry-breaking noise of a widened start, relative to each tensor's standard deviation.
     """
 
     SECTION: ClassVar[str] = "model"
@@ -102,6 +106,8 @@ class ModelSection:
     d_layers: int = 3
     netf_nc: int = 256
     init_gain: float = 0.02
+    init_from: str = ""
+    init_noise: float = 1e-2
 
     def __post_init__(self) -> None:
         s = self.SECTION
@@ -127,6 +133,9 @@ class ModelSection:
             _number(s, name, getattr(self, name), 1, integer=True)
         _number(s, "init_gain", self.init_gain, 0, low_open=True)
         object.__setattr__(self, "init_gain", float(self.init_gain))
+        _string(s, "init_from", self.init_from)
+        _number(s, "init_noise", self.init_noise, 0)
+        object.__setattr__(self, "init_noise", float(self.init_noise))
 
     def build_generator(self, *, device: "str | None" = None):
         """A randomly initialised generator of this section (``device='meta'`` only checks the settings)."""

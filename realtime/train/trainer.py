@@ -139,6 +139,13 @@ class Trainer:
             head = [m for m in self.G.model if isinstance(m, nn.Conv2d)][-1]
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
+        self.init_mode = "random"
+        if cfg.model.init_from:
+            from ..checkpoint import load_generator
+            from .widen import warm_start
+
+            source = load_generator(cfg.model.init_from, solver=cfg.model.solver)
+            self.init_mode = warm_start(self.G, source, noise=cfg.model.init_noise, seed=cfg.run.seed)
         self.G.preset = cfg.model.preset
         # Terms with weight 0 cost nothing: their networks are not built and their forwards never run.
         self.contrastive = L.contrastive

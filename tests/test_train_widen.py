@@ -1,0 +1,81 @@
+"""Warm starts (``model.init_from``): copying trained weights, and widening niji-lite-like nets without changing
+their function (Net2WiderNet)."""
+
+import pytest
+import torch
+
+import realtime
+from realtime.errors import RtAnimeError
+from realtime.train.config import load_config
+from realtime.train.trainer import Trainer
+from realtime.train.widen import warm_start, widen_tensor
+
+from test_trainer import TINY, _write_photos
+
+
+def _trained_like(ngf: int, **options) -> torch.nn.Module:
+    g = realtime.create_generator("nijigan-lite", ngf=ngf, solver="euler:1", **options)
+    with torch.no_grad():  # away from the init, with non-zero biases, as trained weights are
+        for p in g.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return g.eval()
+
+
+@pytest.mark.parametrize("input_skip", [False, True])
+@pytest.mark.parametrize("factor", [2, 3])
+def test_widening_keeps_the_function(input_skip, factor):
+    torch.manual_seed(0)
+    small = _trained_like(4, input_skip=input_skip)
+    wide = realtime.create_generator("nijigan-lite", ngf=4 * factor, solver="euler:1", input_skip=input_skip).eval()
+    assert warm_start(wide, small, noise=0.0) == "widened"
+    x = torch.rand(2, 3, 24, 20) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(wide(x), small(x), atol=2e-5, rtol=0)
+        # the bottleneck holds each narrow channel `factor` times
+        a, b = wide.forward_features(x).bottleneck, small.forward_features(x).bottleneck
+        torch.testing.assert_close(a, b.repeat(1, factor, 1, 1), atol=2e-5, rtol=0)
+
+
+def test_noise_breaks_symmetry_but_keeps_the_output_close():
+    torch.manual_seed(0)
+    small = _trained_like(4)
+    wide = realtime.create_generator("nijigan-lite", ngf=8, solver="euler:1").eval()
+    warm_start(wide, small, noise=1e-2, seed=3)
+    w = wide.model[1].weight  # stem conv: out channels j and j + 4 start as copies of channel j
+    assert not torch.equal(w[:4], w[4:])
+    x = torch.rand(1, 3, 24, 20) * 2 - 1
+    with torch.no_grad():
+        diff = (wide(x) - small(x)).abs().mean().item()
+    assert 0 < diff < 0.05
+
+
+def test_same_shapes_are_copied_and_mismatches_are_named():
+    small = _trained_like(4)
+    same = realtime.create_generator("nijigan-lite", ngf=4, solver="euler:1")
+    assert warm_start(same, small) == "copied"
+    for k, v in same.state_dict().items():
+        torch.testing.assert_close(v, small.state_dict()[k])
+    with pytest.raises(RtAnimeError, match="input_skip"):
+        warm_start(realtime.create_generator("nijigan-lite", ngf=8, input_skip=True), small)
+    with pytest.raises(RtAnimeError, match="cannot start a animeganv2"):
+        warm_start(realtime.create_generator("animeganv2"), small)
+    with pytest.raises(RtAnimeError, match="not a whole multiple"):
+        warm_start(realtime.create_generator("nijigan-lite", ngf=6), small)
+    with pytest.raises(RtAnimeError, match="not a conv weight"):
+        widen_tensor("x", torch.zeros(2, 2), torch.Size([4, 4]))
+
+
+def test_trainer_starts_from_widened_weights(tmp_path):
+    photos = _write_photos(tmp_path / "photos", 4)
+    small = _trained_like(2, input_skip=True)
+    source = realtime.save_generator(small, tmp_path / "small")
+    config = load_config("default-cpu", overrides=[*TINY, f"data.photos={photos}", f"data.cache_dir={tmp_path / 'c'}",
+                                                   f"run.out={tmp_path / 'run'}", f"model.init_from={source}",
+                                                   "model.init_noise=0"])
+    trainer = Trainer(config)
+    assert trainer.init_mode == "widened" and trainer.G.config.ngf == 4
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(trainer.G.eval()(x), small(x), atol=2e-5, rtol=0)
+    with pytest.raises(ValueError, match="init_noise"):
+        load_config("default-cpu", overrides=[*TINY, "model.init_noise=-1"])
