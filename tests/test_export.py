@@ -63,6 +63,7 @@ def test_torchscript_export_matches_eager(niji, tmp_path):
 
 
 @pytest.mark.parametrize("name, config, dynamic", [("nijigan", dict(ngf=4, solver="rk4:1"), True),
+                                                   ("nijigan", dict(ngf=4, solver="euler:1", input_skip=True), True),
                                                    ("animeganv2", {}, False)])
 def test_onnx_export_matches_eager(tmp_path, name, config, dynamic):
     import onnx
@@ -74,7 +75,9 @@ def test_onnx_export_matches_eager(tmp_path, name, config, dynamic):
     assert model.opset_import[0].version >= 17
     dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     assert (isinstance(dims[2], str) and isinstance(dims[3], str)) == dynamic
-    assert "Loop" not in {n.op_type for n in model.graph.node}
+    ops = {n.op_type for n in model.graph.node}
+    assert "Loop" not in ops
+    assert ("Clip" in ops) == config.get("input_skip", False)  # the skip's clamp; the paper's head is a Tanh
     if dynamic:  # a size the export never saw
         x = torch.rand(2, 3, 44, 20) * 2 - 1
         out = export.ort_session(tmp_path / "m.onnx").run(None, {"image": x.numpy()})[0]
