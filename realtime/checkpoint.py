@@ -81,14 +81,24 @@ def resolve_pretrained(name: str) -> str | None:
     return full if full in _PRETRAINED else None
 
 
-def pretrained_preset(name: str) -> str:
-    """The generator preset a bundled model was built from (what ``--random-weights`` re-creates untrained)."""
+def _pretrained_record(name: str) -> dict:
     full = resolve_pretrained(name)
     if full is None:
         raise CheckpointError(f"{name!r} is not a bundled model; bundled: {list_pretrained() or 'none'}")
-    record = json.loads((_WEIGHTS_DIRS.get(full, WEIGHTS_DIR) / _PRETRAINED[full].file).with_suffix(".json")
-                        .read_text())
+    return json.loads((_WEIGHTS_DIRS.get(full, WEIGHTS_DIR) / _PRETRAINED[full].file).with_suffix(".json").read_text())
+
+
+def pretrained_preset(name: str) -> str:
+    """The generator preset a bundled model was built from."""
+    record = _pretrained_record(name)
     return record.get("preset") or record["family"]
+
+
+def pretrained_architecture(name: str) -> tuple[str, dict[str, Any]]:
+    """The preset and full config of a bundled model: what ``--random-weights`` re-creates untrained (the preset
+    alone would miss settings such as NijiGAN's ``input_skip``)."""
+    record = _pretrained_record(name)
+    return record.get("preset") or record["family"], dict(record.get("config", {}))
 
 
 def load_weights_index(weights_dir: Path = WEIGHTS_DIR) -> int:

@@ -11,6 +11,7 @@ import _thread
 import faulthandler
 import hashlib
 import os
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -488,8 +489,14 @@ def test_progress_error_and_keyboard_interrupt_leave_no_output(basic_mp4: Path, 
         if done == 3:
             _thread.interrupt_main()  # what Ctrl-C does: KeyboardInterrupt in the main thread
 
+    def slow_negate(x: torch.Tensor) -> torch.Tensor:
+        # The main thread sees the interrupt at its next poll (0.1 s): the rest of the clip must take longer than
+        # that, or the run ends first and the interrupt lands after it (a finished output is then correct).
+        time.sleep(0.05)
+        return negate(x)
+
     with pytest.raises(KeyboardInterrupt):
-        run_file(basic_mp4, out, negate, progress=ctrl_c)
+        run_file(basic_mp4, out, slow_negate, progress=ctrl_c)
     assert_no_output(out)
 
 

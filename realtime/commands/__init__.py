@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from .._registry import create_generator, list_generators
-from ..checkpoint import load_generator, pretrained_preset, resolve_pretrained
+from ..checkpoint import load_generator, pretrained_architecture, resolve_pretrained
 from ..errors import RtAnimeError
 from ..models._base import Generator
 
@@ -31,7 +31,10 @@ def model_from_args(args: argparse.Namespace) -> Generator:
     overrides = {"solver": args.solver} if args.solver else {}
     bundled = resolve_pretrained(args.model)
     if args.random_weights:
-        return create_generator(pretrained_preset(args.model) if bundled else args.model, **overrides).eval()
+        if bundled is None:
+            return create_generator(args.model, **overrides).eval()
+        preset, config = pretrained_architecture(args.model)
+        return create_generator(preset, **{**config, **overrides}).eval()
     if args.model == DEFAULT_MODEL and bundled is None:
         raise RtAnimeError(f"this rt-anime has no bundled default model ({DEFAULT_MODEL}; the installation lacks "
                            "realtime/weights): pass --model CHECKPOINT (.safetensors, or an official "
