@@ -11,6 +11,7 @@ import _thread
 import faulthandler
 import hashlib
 import os
+import signal
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -495,8 +496,14 @@ def test_progress_error_and_keyboard_interrupt_leave_no_output(basic_mp4: Path, 
         time.sleep(0.05)
         return negate(x)
 
-    with pytest.raises(KeyboardInterrupt):
-        run_file(basic_mp4, out, slow_negate, progress=ctrl_c)
+    # interrupt_main() calls whatever SIGINT handler is installed; libraries used by earlier tests may replace
+    # Python's default one, so install it for the duration of this check.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_file(basic_mp4, out, slow_negate, progress=ctrl_c)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert_no_output(out)
 
 
