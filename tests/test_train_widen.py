@@ -1,6 +1,8 @@
 """Warm starts (``model.init_from``): copying trained weights, and widening niji-lite-like nets without changing
 their function (Net2WiderNet)."""
 
+import json
+
 import pytest
 import torch
 
@@ -79,3 +81,19 @@ def test_trainer_starts_from_widened_weights(tmp_path):
         torch.testing.assert_close(trainer.G.eval()(x), small(x), atol=2e-5, rtol=0)
     with pytest.raises(ValueError, match="init_noise"):
         load_config("default-cpu", overrides=[*TINY, "model.init_noise=-1"])
+
+
+def test_checkpoints_from_before_a_new_setting_still_resume(tmp_path):
+    photos = _write_photos(tmp_path / "photos", 4)
+    base = [*TINY, f"data.photos={photos}", f"data.cache_dir={tmp_path / 'c'}", f"run.out={tmp_path / 'run'}"]
+    trainer = Trainer(load_config("default-cpu", overrides=base))
+    path = trainer.save_checkpoint()
+    state = torch.load(path, weights_only=True)
+    config = json.loads(state["config"])
+    del config["model"]["init_from"], config["model"]["init_noise"]  # as written before these settings existed
+    state["config"] = json.dumps(config)
+    torch.save(state, path)
+    Trainer(load_config("default-cpu", overrides=base)).load_checkpoint(path)  # defaults: resumes
+    changed = Trainer(load_config("default-cpu", overrides=[*base, "model.init_noise=0.5"]))
+    with pytest.raises(RtAnimeError, match="init_noise"):
+        changed.load_checkpoint(path)

@@ -29,6 +29,7 @@ the uninterrupted one exactly on the same machine and thread count.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -68,6 +69,17 @@ def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         return [d for k in sorted(set(a) | set(b)) for d in _differences(a.get(k), b.get(k), f"{prefix}{k}.")]
     return [] if a == b else [prefix.rstrip(".") or "config"]
+
+
+def _section_defaults(config: TrainConfig) -> dict[str, dict[str, Any]]:
+    """``{section: {field: default}}`` of the config's sections (fields with plain defaults)."""
+    out: dict[str, dict[str, Any]] = {}
+    for f in dataclasses.fields(config):
+        section = getattr(config, f.name)
+        if dataclasses.is_dataclass(section):
+            out[f.name] = {g.name: g.default for g in dataclasses.fields(section)
+                           if g.default is not dataclasses.MISSING}
+    return out
 
 
 def _clock(seconds: float) -> str:
@@ -363,7 +375,14 @@ class Trainer:
         saved.pop("run", None)
         saved.pop("description", None)
         saved.get("data", {}).pop("cache_dir", None)
-        diff = _differences(self.config.fingerprint(), saved)
+        current = self.config.fingerprint()
+        # Settings added to rt-anime after the checkpoint was written are absent from it: at their default values
+        # they change nothing, so they do not block a resume.
+        for section, fields_ in _section_defaults(self.config).items():
+            for key, default in fields_.items():
+                if key not in saved.get(section, {}) and current.get(section, {}).get(key) == default:
+                    saved.setdefault(section, {})[key] = default
+        diff = _differences(current, saved)
         if diff:
             raise CheckpointError(f"{path} was trained with a different config ({', '.join(diff[:6])} differ); pass "
                                   "--no-resume to start over, or --out DIR for a separate run")
