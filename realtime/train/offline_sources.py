@@ -719,6 +719,23 @@ def _lomiri_units(paths: SourcePaths) -> tuple[list[Unit], list[Excluded]]:
     return units, excluded
 
 
+def _reviewed_files(folder: Path, source: str, reviewed: Mapping[str, object], skipped: Mapping[str, str],
+                    rule: Callable[[str], str | None] | None = None) -> tuple[list[Path], list[Excluded]]:
+    """The image files of ``folder`` that were reviewed as photos, and every other image file with why it is not used.
+
+    A file must be named in ``reviewed`` to be used: a new file in a later package version is recorded as "not
+    reviewed" rather than trained on unseen. The hard exclusions, ``skipped`` and ``rule`` win over ``reviewed``.
+    """
+    chosen, excluded = [], []
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES):
+        reason = excluded_reason(path.name) or skipped.get(path.name) or (rule(path.name) if rule else None)
+        if reason is None and path.name in reviewed:
+            chosen.append(path)
+        else:
+            excluded.append(Excluded(source, str(path), reason or "not reviewed as a photo"))
+    return chosen, excluded
+
+
 def _lxqt_units(paths: SourcePaths) -> tuple[list[Unit], list[Excluded]]:
     folder = Path(paths.lxqt_wallpapers_dir)
     package = "lxqt-themes"
@@ -726,14 +743,9 @@ def _lxqt_units(paths: SourcePaths) -> tuple[list[Unit], list[Excluded]]:
         raise SourceMissing(f"LXQt wallpapers not found at {folder} (apt-get install -y {package})")
     version = paths.deb_version(package) or "unknown"
     paragraphs = _package_copyright(paths, package)
-    units, excluded = [], []
-    for path in sorted(p for p in folder.iterdir() if p.is_file()):
-        if path.suffix.lower() not in _IMAGE_SUFFIXES:
-            continue
-        if (reason := excluded_reason(path.name)) is not None or path.name not in LXQT_PHOTOS:
-            excluded.append(Excluded("lxqt", str(path), reason or LXQT_SKIPPED.get(path.name,
-                                                                                  "not reviewed as a photo")))
-            continue
+    units: list[Unit] = []
+    chosen, excluded = _reviewed_files(folder, "lxqt", LXQT_PHOTOS, LXQT_SKIPPED)
+    for path in chosen:
         credit, what = LXQT_PHOTOS[path.name]
         relpath = f"wallpapers/{path.name}"
         holders, licence = _licence_from(paragraphs, relpath, package)
@@ -756,16 +768,12 @@ def _opencv_photo_units(paths: SourcePaths) -> tuple[list[Unit], list[Excluded]]
         raise SourceMissing(f"opencv-doc sample data not found at {folder} (apt-get install -y {package})")
     version = paths.deb_version(package) or "unknown"
     paragraphs = _package_copyright(paths, package)
-    units, excluded = [], []
-    for path in sorted(p for p in folder.iterdir() if p.is_file()):
-        if path.suffix.lower() not in _IMAGE_SUFFIXES:
-            continue  # the videos are the opencv-doc source's
-        reason = excluded_reason(path.name) or OPENCV_DOC_PHOTOS_SKIPPED.get(path.name)
-        if reason is None and _OPENCV_CALIBRATION.fullmatch(path.name):
-            reason = "grayscale chessboard calibration view"
-        if reason is not None or path.name not in OPENCV_DOC_PHOTOS:
-            excluded.append(Excluded("opencv-photos", str(path), reason or "not reviewed as a photo"))
-            continue
+    units: list[Unit] = []
+    # Only still images: the videos in the same folder are the opencv-doc source's.
+    chosen, excluded = _reviewed_files(
+        folder, "opencv-photos", OPENCV_DOC_PHOTOS, OPENCV_DOC_PHOTOS_SKIPPED,
+        lambda name: "grayscale chessboard calibration view" if _OPENCV_CALIBRATION.fullmatch(name) else None)
+    for path in chosen:
         # Debian's copyright names the upstream tree, where examples/data is samples/data.
         holders, licence = _licence_from(paragraphs, f"samples/data/{path.name}", package)
         units.append(Unit(
