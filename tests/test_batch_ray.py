@@ -27,6 +27,31 @@ from test_batch import short_gop_clip  # noqa: E402
 ENCODE = EncodeConfig(crf=0, preset="ultrafast")
 
 
+def test_batch_that_starts_ray_gives_back_the_callers_signal_handlers(tmp_path):
+    # Runs before the module's shared Ray exists, so run_batch starts (and stops) its own. ray.init installs its
+    # SIGINT/SIGTERM handlers and ray.shutdown leaves them: a program embedding run_batch would lose its Ctrl-C.
+    assert not ray.is_initialized()
+    clip = short_gop_clip(tmp_path / "clip.mkv", frames=12, seed=3)
+    model = realtime.create_generator("nijigan-lite", ngf=4).eval()
+
+    def mine(signum, frame):  # pragma: no cover - never delivered
+        raise AssertionError("not expected to run")
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for sig in before:
+            signal.signal(sig, mine)
+        summary = run_batch([clip], tmp_path / "out", model, pipeline=PipelineConfig(size_multiple=model.size_multiple),
+                            encode=ENCODE, batch=BatchConfig(chunk_seconds=10, workers=1))
+        after = {sig: signal.getsignal(sig) for sig in before}
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+    assert not ray.is_initialized()
+    assert summary.inputs[0].status == "done" and summary.inputs[0].frames == 12
+    assert after == {signal.SIGINT: mine, signal.SIGTERM: mine}
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     # ray.init installs its own SIGTERM/SIGINT handlers and shutdown leaves them: restore ours for later tests.

@@ -24,7 +24,8 @@ from ..errors import RtAnimeError
 from ..models._base import Generator
 from ..pipeline.config import EncodeConfig, PipelineConfig
 from .chunk import ChunkResult, ChunkTask
-from .cluster import PoolPlan, actor_class, connect, import_ray, plan_pool
+from .cluster import (PoolPlan, actor_class, connect, import_ray, plan_pool, restore_signal_handlers,
+                      saved_signal_handlers)
 from .config import BatchConfig, ModelPayload, TranslateSpec, settings_digest
 from .join import join_chunks
 from .manifest import ChunkStore, manifest_header
@@ -216,6 +217,7 @@ class _Scheduler:
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="rt-anime-join")
         self.ray: Any = None
         self.started_ray = False
+        self.signal_handlers: dict = {}
         self.pool: PoolPlan | None = None
         self.total = sum(s.plan.frames for s in states if s.plan is not None)
 
@@ -245,6 +247,9 @@ class _Scheduler:
     def _start_pool(self) -> None:
         t0 = time.perf_counter()
         self.ray = import_ray()
+        # ray.init replaces the process's SIGINT/SIGTERM handlers and ray.shutdown leaves its own in place: keep
+        # the caller's (a notebook, a service embedding run_batch) to put back when the Ray we start goes.
+        self.signal_handlers = saved_signal_handlers()
         self.started_ray = connect(self.batch.ray)
         self.summary.timings["ray_start"] = time.perf_counter() - t0
         self.pool = plan_pool(self.batch, device=self.translate.device, chunks=len(self.queue))
@@ -281,6 +286,7 @@ class _Scheduler:
             self.actors.clear()
             if self.started_ray:
                 self.ray.shutdown()
+                restore_signal_handlers(self.signal_handlers)
 
     # --- the loop ----------------------------------------------------------------------------------------------
 
