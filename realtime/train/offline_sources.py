@@ -695,19 +695,21 @@ def _kde_units(paths: SourcePaths) -> tuple[list[Unit], list[Excluded]]:
 def _lomiri_units(paths: SourcePaths) -> tuple[list[Unit], list[Excluded]]:
     folder = Path(paths.lomiri_backgrounds_dir)
     units, excluded = [], []
-    copyrights: dict[str, list[tuple[list[str], str, str]]] = {}
+    # Per package, read once: (version, copyright paragraphs).
+    packages: dict[str, tuple[str, list[tuple[list[str], str, str]]]] = {}
     for name, (package, what) in LOMIRI_PHOTOS.items():
         path = folder / name
         if not path.is_file():
             continue
-        if package not in copyrights:
-            copyrights[package] = _package_copyright(paths, package)
+        if package not in packages:
+            packages[package] = (paths.deb_version(package) or "unknown", _package_copyright(paths, package))
+        version, paragraphs = packages[package]
         # "lomiri-wallpapers-16.04" -> the copyright file's "16.04/NAME".
         relpath = f"{package.rsplit('-', 1)[-1]}/{name}"
-        holders, licence = _licence_from(copyrights[package], relpath, package)
+        holders, licence = _licence_from(paragraphs, relpath, package)
         units.append(Unit(
             source="lomiri", source_id=f"{package}:{relpath}", kind=KIND_NATURE, package=package,
-            version=paths.deb_version(package) or "unknown", distribution="debian", original_path=str(path),
+            version=version, distribution="debian", original_path=str(path),
             licence=licence, copyright=holders, note=f"Lomiri (Ubuntu Touch) wallpaper (photo): {what}",
             slug=_slug("lomiri", Path(name).stem), read=_file_reader(path)))
     for name, reason in LOMIRI_SKIPPED.items():
