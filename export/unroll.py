@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from realtime.models._base import Generator, SequentialGenerator
+from realtime.models._base import Generator, SequentialGenerator, run_layers
 from realtime.models.nijigan import ODEBlock
 from realtime.solvers import FixedStepSolver, Solver, parse_solver
 
@@ -51,9 +51,10 @@ class UnrolledGenerator(nn.Module):
         self.family = model.family
         self.solver_spec = solver.spec if solver is not None else None
         self.output = model._output  # a Python-level branch on the config: constant under tracing
+        self.skips = dict(getattr(model, "skips", {}))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.output(x, self.model(x))
+        return self.output(x, run_layers(self.model, x, skips=self.skips))
 
 
 def _has_ode(model: nn.Module) -> bool:

@@ -87,7 +87,9 @@ class TeacherConfig:
     flatten_sigma_range: float = 0.25
     """Domain-transform range sigma in [0, 1]: lower keeps more edges, higher flattens more."""
     palette_size: int = 12
-    """Number of material colours in the per-image k-means palette."""
+    """Number of material colours in the per-image k-means palette; 0 = no palette: colours stay continuous and cel
+    shading posterises absolute luminance, so the output is a local function of the photo (a student network can
+    learn it; a per-image palette is a global decision it can only guess)."""
     palette_softness: float = 1.5
     """Lab distance margin over which a pixel blends between its two nearest palette colours (anti-aliasing)."""
     shade_step: float = 13.0
@@ -136,7 +138,9 @@ class TeacherConfig:
         _number("smooth_sigma_space", self.smooth_sigma_space, 0.1, 20.0)
         _number("flatten_sigma_space", self.flatten_sigma_space, 0.0, 200.0)
         _number("flatten_sigma_range", self.flatten_sigma_range, 0.01, 1.0)
-        _number("palette_size", self.palette_size, 2, 64, integer=True)
+        size = self.palette_size
+        if isinstance(size, bool) or not isinstance(size, int) or not (size == 0 or 2 <= size <= 64):
+            raise ValueError(f"palette_size must be 0 (no palette) or an int in [2, 64], got {size!r}")
         _number("palette_softness", self.palette_softness, 0.01, 50.0)
         _number("shade_step", self.shade_step, 0.0, 50.0)
         _number("shade_softness", self.shade_softness, 0.0, 0.5)
@@ -219,15 +223,21 @@ def anime_teacher(rgb: np.ndarray, config: TeacherConfig = TeacherConfig()) -> n
     work_l = _rgb_to_lab(work01)[..., 0]
     smooth01, flat01 = flatten_surface(work01, config, unit_work)
     flat_lab = grade_lab(_rgb_to_lab(flat01), config)
-    centers = kmeans_palette(flat_lab, config)
+    centers = kmeans_palette(flat_lab, config) if config.palette_size else None
     sky, sky_l = sky_mask(flat_lab, work_l, unit_work) if config.sky else (None, 0.0)
     logger.debug("teacher %dx%d: working %dx%d, unit %.2f, palette %d, sky %s", w, h, work_hw[1], work_hw[0],
-                 unit_full, len(centers), sky is not None and bool(sky.any()))
+                 unit_full, 0 if centers is None else len(centers), sky is not None and bool(sky.any()))
     up = _Upsampler(work_l, full01, unit_work)
 
     lab = up(flat_lab)
-    region_lab = soft_assign(lab, centers, config)
-    shaded = posterize_shading(lab[..., 0], region_lab, config)
+    if centers is None:
+        region_lab = lab
+        # Shading steps relative to black: absolute luminance bands, the same function everywhere.
+        shaded = (posterize_shading(lab[..., 0], lab * np.array([0.0, 1.0, 1.0], np.float32), config)
+                  if config.shade_step > 0 else lab.copy())
+    else:
+        region_lab = soft_assign(lab, centers, config)
+        shaded = posterize_shading(lab[..., 0], region_lab, config)
     shaded = tint_tones(shaded, _color_lab(config.shadow_tint), _color_lab(config.highlight_tint), config)
     out = np.clip(cv2.cvtColor(shaded, cv2.COLOR_Lab2RGB), 0.0, 1.0)
     sky_full = None

@@ -140,6 +140,46 @@ def test_input_skip_passes_colour_through_with_the_same_parameters_and_keys():
         torch.testing.assert_close(skip.forward_features(x, [4]).image, y)
 
 
+@pytest.mark.parametrize("antialias", [True, False])
+def test_unet_skips_add_encoder_activations_to_the_decoder(antialias):
+    plain = realtime.create_generator("nijigan-lite", ngf=4, solver="euler:1", input_skip=True, antialias=antialias,
+                                      antialias_up=antialias).eval()
+    linked = realtime.create_generator("nijigan-lite", ngf=4, solver="euler:1", input_skip=True, unet_skips=True,
+                                       antialias=antialias, antialias_up=antialias).eval()
+    assert set(linked.state_dict()) == set(plain.state_dict())
+    assert sum(p.numel() for p in linked.parameters()) == sum(p.numel() for p in plain.parameters())
+    linked.load_state_dict(plain.state_dict())
+    x = torch.rand(1, 3, 32, 24) * 2 - 1
+    # An independent reference: run the plain network's layers and add, after each decoder ReLU, the last encoder
+    # activation (ReLU, or blur-pool) of the same shape.
+    acts, y = [], x
+    with torch.no_grad():
+        for i, layer in enumerate(plain.model):
+            y = plain._run(layer, y)
+            if i > plain.bottleneck_index and isinstance(layer, torch.nn.ReLU):
+                y = y + [a for j, a in acts if a.shape == y.shape][-1]
+            if i < plain.bottleneck_index - plain.config.n_ode_blocks:
+                acts.append((i, y))
+        expect = (x + y).clamp(-1, 1)
+        torch.testing.assert_close(linked(x), expect)
+        torch.testing.assert_close(linked.forward_features(x, [3]).image, expect)
+        assert (linked(x) - plain(x)).abs().max() > 1e-3
+    assert len(linked.skips) == 2
+
+
+def test_unet_skips_survive_save_load_and_export(tmp_path):
+    from export.unroll import unroll
+
+    g = realtime.create_generator("nijigan-lite", ngf=4, solver="euler:1", input_skip=True, unet_skips=True).eval()
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    loaded = realtime.load_generator(realtime.save_generator(g, tmp_path / "linked")).eval()
+    assert loaded.config.unet_skips is True and loaded.skips == g.skips
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), g(x))
+        traced = torch.jit.trace(unroll(g), x)
+        torch.testing.assert_close(traced(x + 0.1), g(x + 0.1))
+
+
 def test_input_skip_survives_save_load_and_unroll(tmp_path):
     from export.unroll import unroll
 

@@ -78,6 +78,23 @@ def test_flat_regions_and_reduced_palette():
     assert out[patch].astype(float).std(axis=(0, 1)).max() < 0.25 * img[patch].astype(float).std(axis=(0, 1)).max()
 
 
+def test_without_a_palette_the_output_is_a_local_function_of_the_photo():
+    # A per-image palette is a global decision: a new colour in one corner moves the palette and recolours the far
+    # side of the image. With palette_size=0 (and no sky, whose mask is also global) the far side stays the same,
+    # which is what lets a convolutional student learn the teacher.
+    img = _blobs(160, 160, noise=4)
+    changed = img.copy()
+    changed[:40, :40] = (230, 20, 200)
+    far = (slice(100, None), slice(100, None))
+    for config, local in ((TeacherConfig(sky=False), False), (TeacherConfig(palette_size=0, sky=False), True)):
+        a, b = anime_teacher(img, config)[far].astype(int), anime_teacher(changed, config)[far].astype(int)
+        assert (np.abs(a - b).max() <= 1) == local, config
+    flat = anime_teacher(img, TeacherConfig(palette_size=0, lines=False))
+    assert len(np.unique(flat.reshape(-1, 3), axis=0)) > 4 * 12  # colours stay continuous: more than a palette
+    plain = anime_teacher(img, TeacherConfig(palette_size=0, shade_step=0.0, lines=False))
+    assert not np.array_equal(flat, plain)  # the shading bands still apply without a palette
+
+
 def test_lines_on_strong_edges_not_on_noise():
     rng = np.random.default_rng(1)
     edge = np.full((96, 96, 3), 200, np.uint8)
@@ -151,7 +168,7 @@ def test_bad_inputs_name_the_problem():
         anime_teacher(np.zeros((8, 8, 3), np.float32))
     with pytest.raises(ValueError, match="rgb must be a uint8 array"):
         anime_teacher(np.zeros((8, 8), np.uint8))
-    with pytest.raises(ValueError, match=r"palette_size must be an int in \[2, 64\], got 1"):
+    with pytest.raises(ValueError, match=r"palette_size must be 0 \(no palette\) or an int in \[2, 64\], got 1"):
         TeacherConfig(palette_size=1)
     with pytest.raises(ValueError, match="shadow_tint must be an"):
         TeacherConfig(shadow_tint=(0, 0))
@@ -200,7 +217,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     src = tmp_path / "in.png"
     cv2.imwrite(str(src), _blobs(8, 8, noise=1))
     assert main(["teach", str(src), str(tmp_path / "o.png"), "--palette", "1"]) == 2
-    _one_error(capsys, r"--palette must be an int in \[2, 64\], got 1")
+    _one_error(capsys, r"--palette must be 0 \(no palette\) or an int in \[2, 64\], got 1")
     assert main(["teach", str(src), str(tmp_path / "o.xyz")]) == 2
     _one_error(capsys, "unknown extension '.xyz'")
     assert main(["teach", str(src), str(tmp_path / "o.mp4")]) == 2

@@ -23,12 +23,12 @@ def _trained_like(ngf: int, **options) -> torch.nn.Module:
     return g.eval()
 
 
-@pytest.mark.parametrize("input_skip", [False, True])
+@pytest.mark.parametrize("options", [{}, {"input_skip": True}, {"input_skip": True, "unet_skips": True}])
 @pytest.mark.parametrize("factor", [2, 3])
-def test_widening_keeps_the_function(input_skip, factor):
+def test_widening_keeps_the_function(options, factor):
     torch.manual_seed(0)
-    small = _trained_like(4, input_skip=input_skip)
-    wide = realtime.create_generator("nijigan-lite", ngf=4 * factor, solver="euler:1", input_skip=input_skip).eval()
+    small = _trained_like(4, **options)
+    wide = realtime.create_generator("nijigan-lite", ngf=4 * factor, solver="euler:1", **options).eval()
     assert warm_start(wide, small, noise=0.0) == "widened"
     x = torch.rand(2, 3, 24, 20) * 2 - 1
     with torch.no_grad():
@@ -69,7 +69,7 @@ def test_same_shapes_are_copied_and_mismatches_are_named():
 
 def test_trainer_starts_from_widened_weights(tmp_path):
     photos = _write_photos(tmp_path / "photos", 4)
-    small = _trained_like(2, input_skip=True)
+    small = _trained_like(2, input_skip=True, unet_skips=True)  # the recipe's architecture options
     source = realtime.save_generator(small, tmp_path / "small")
     config = load_config("default-cpu", overrides=[*TINY, f"data.photos={photos}", f"data.cache_dir={tmp_path / 'c'}",
                                                    f"run.out={tmp_path / 'run'}", f"model.init_from={source}",

@@ -14,7 +14,7 @@ import torch
 import realtime
 from realtime.cli import main
 from realtime.images import image_to_tensor
-from realtime.teacher import anime_teacher
+from realtime.teacher import TeacherConfig, anime_teacher
 from realtime.train.config import load_config, parse_override, recipe_names
 from realtime.train.data import TrainData, holdout_split, list_images
 from realtime.train.trainer import Trainer
@@ -193,7 +193,7 @@ def test_pair_cache_is_reused_and_pairs_are_aligned(tmp_path):
     # crop == image: the paired target is exactly the teacher's output for the paired photo (same pixels, no flip)
     for x, y in zip(batch.real_a_p, batch.real_b_p):
         rgb = (x.add(1).mul(127.5).round().to(torch.uint8).permute(1, 2, 0).numpy())
-        assert torch.equal(y[None], image_to_tensor(anime_teacher(rgb)))
+        assert torch.equal(y[None], image_to_tensor(anime_teacher(rgb, TeacherConfig(**config.teacher_options))))
     assert all(torch.equal(u, v) for u, v in zip(vars(batch).values(), vars(first.batch(0)).values()))
     other = _config(square, tmp_path / "cache", tmp_path / "out", "data.holdout=0", "data.work_side=48",
                     "data.crop=48", "data.teacher_options={palette_size=4}").data

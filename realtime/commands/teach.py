@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_io_arguments(parser)
     style = parser.add_argument_group("style (teacher settings)")
     style.add_argument("--palette", type=int, default=_DEFAULTS.palette_size, metavar="N",
-                       help=f"material colours per image, 2..64 (default {_DEFAULTS.palette_size})")
+                       help="material colours per image, 2..64, or 0 for none (continuous colour; "
+                            f"default {_DEFAULTS.palette_size})")
     style.add_argument("--smooth", type=int, default=_DEFAULTS.smooth_passes, metavar="N",
                        help=f"bilateral passes that remove texture, 0..10 (default {_DEFAULTS.smooth_passes})")
     style.add_argument("--saturation", type=float, default=_DEFAULTS.saturation, metavar="X",

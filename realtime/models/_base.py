@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -76,6 +76,8 @@ class SequentialGenerator(Generator):
 
     model: nn.Sequential
     bottleneck_index: int
+    skips: dict[int, int] = {}
+    """Additive encoder→decoder skips: after layer ``i`` runs, the output of layer ``skips[i]`` is added to it."""
 
     def _run(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return layer(x)
@@ -86,10 +88,7 @@ class SequentialGenerator(Generator):
         return y
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = x
-        for layer in self.model:
-            y = self._run(layer, y)
-        return self._output(x, y)
+        return self._output(x, run_layers(self.model, x, skips=self.skips, run=self._run))
 
     def forward_features(self, x: torch.Tensor, layers: Sequence[int] = (), *,
                          encode_only: bool = False) -> GeneratorOutput:
@@ -103,14 +102,35 @@ class SequentialGenerator(Generator):
         stop = max(wanted) if encode_only else n - 1
         found: dict[int, torch.Tensor] = {}
         bottleneck = None
-        image_in = x
-        for i, layer in enumerate(self.model):
-            x = self._run(layer, x)
+
+        def visit(i: int, y: torch.Tensor) -> None:
+            nonlocal bottleneck
             if i in wanted:
-                found[i] = x
+                found[i] = y
             if i == self.bottleneck_index:
-                bottleneck = x
-            if i == stop:
-                break
-        image = None if encode_only and stop < n - 1 else self._output(image_in, x)
+                bottleneck = y
+
+        y = run_layers(self.model, x, skips=self.skips, run=self._run, stop=stop, visit=visit)
+        image = None if encode_only and stop < n - 1 else self._output(x, y)
         return GeneratorOutput(image=image, features=tuple(found[i] for i in wanted), bottleneck=bottleneck)
+
+
+def run_layers(layers: nn.Sequential, x: torch.Tensor, *, skips: Mapping[int, int],
+               run: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None, stop: int | None = None,
+               visit: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
+    """``layers`` in order with additive skips (after layer ``i``, add the output of layer ``skips[i]``), up to and
+    including layer ``stop``; ``visit(i, output)`` sees each layer's output. Shared by the generators and their
+    unrolled export copies, so the two cannot disagree on where a skip lands."""
+    kept: dict[int, torch.Tensor] = {}
+    taps = set(skips.values())
+    for i, layer in enumerate(layers):
+        x = run(layer, x) if run is not None else layer(x)
+        if i in skips:
+            x = x + kept[skips[i]]
+        if i in taps:
+            kept[i] = x
+        if visit is not None:
+            visit(i, x)
+        if i == stop:
+            break
+    return x

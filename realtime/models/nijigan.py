@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from .._registry import Family, register_family, register_generator
-from ..layers import conv_block, cut_decoder, cut_encoder
+from ..layers import Downsample, Upsample, conv_block, cut_decoder, cut_encoder
 from ..solvers import FixedStepSolver, Solver, parse_solver
 from ._base import SequentialGenerator
 from .cut_resnet import check_coverage, official_filter_keys, strip_filter_buffers
@@ -43,6 +43,11 @@ class NijiGANConfig:
             ``a * x + c`` (any exposure gain ``a > 0``, any per-channel colour offset ``c``) and the network must
             guess absolute colour from content; with it, colour passes through and the network learns the change
             (MODEL_CARD.md, "Architecture").
+        unet_skips: Add the encoder's activations to the decoder's at the same resolution and width (after the
+            decoder's ReLUs at 1/2 and full resolution), as LinkNet. No parameters, same checkpoint keys. Off for
+            the paper's network. Why it exists: without it, everything the head sees of the photo's fine detail has
+            passed the 1/4-resolution bottleneck, and the pseudo-targets' texture removal and line art are
+            full-resolution edits of that detail (MODEL_CARD.md, "Architecture").
         solver: Solver spec (``"rk4:1"``, ``"dopri5"``…) or solver value; what the weights were trained with.
     """
 
@@ -52,6 +57,7 @@ class NijiGANConfig:
     antialias: bool = True
     antialias_up: bool = True
     input_skip: bool = False
+    unet_skips: bool = False
     solver: Solver = field(default="dopri5")  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
@@ -59,8 +65,9 @@ class NijiGANConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"`{name}` must be an integer >= {low}, got {value!r}")
-        if not isinstance(self.input_skip, bool):
-            raise ValueError(f"`input_skip` must be true or false, got {self.input_skip!r}")
+        for name in ("input_skip", "unet_skips"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"`{name}` must be true or false, got {getattr(self, name)!r}")
         solver = self.solver
         if isinstance(solver, Mapping):
             from ..solvers import solver_from_dict
@@ -104,6 +111,7 @@ class NijiGAN(SequentialGenerator):
             decoder[-1] = nn.Identity()  # the skip's clamp bounds the output instead of the Tanh
         self.model = nn.Sequential(*encoder, *blocks, *decoder)
         self.bottleneck_index = len(encoder) + config.n_ode_blocks - 1
+        self.skips = linknet_skips(encoder, decoder, len(encoder) + len(blocks)) if config.unet_skips else {}
 
     def _output(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return (x + y).clamp(-1.0, 1.0) if self.config.input_skip else y
@@ -132,6 +140,31 @@ class NijiGAN(SequentialGenerator):
     def is_static(self) -> bool:
         """True when the forward is a fixed graph (fixed-step solver), i.e. traceable for export."""
         return isinstance(self.solver, FixedStepSolver)
+
+
+def linknet_skips(encoder: list[nn.Module], decoder: list[nn.Module], decoder_start: int) -> dict[int, int]:
+    """``{decoder layer id: encoder layer id}`` pairing each decoder ReLU with the last encoder activation of the
+    same width and scale (the encoder's ReLU, or its blur-pool when antialiased)."""
+    def walk(layers: list[nn.Module], start: int, scale: int, taps: type | tuple) -> list[tuple[int, int, int]]:
+        channels, out = 0, []
+        for i, layer in enumerate(layers, start):
+            if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+                channels = layer.out_channels
+                if isinstance(layer, nn.ConvTranspose2d):
+                    scale //= 2
+                elif layer.stride[0] == 2:
+                    scale *= 2
+            elif isinstance(layer, Downsample):
+                scale *= 2
+            elif isinstance(layer, Upsample):
+                scale //= 2
+            if isinstance(layer, taps):
+                out.append((i, channels, scale))
+        return out
+
+    enc = {(c, s): i for i, c, s in walk(encoder, 0, 1, (nn.ReLU, Downsample))}  # later layers win
+    bottom = max(s for _, s in enc)
+    return {i: enc[(c, s)] for i, c, s in walk(decoder, decoder_start, bottom, nn.ReLU) if (c, s) in enc}
 
 
 # --- checkpoint adapter ------------------------------------------------------------------------------------------
