@@ -94,6 +94,12 @@ def pretrained_preset(name: str) -> str:
     return record.get("preset") or record["family"]
 
 
+def pretrained_training(name: str) -> dict[str, Any]:
+    """A bundled model's training provenance (recipe, config, iterations…), ``{}`` when it has none."""
+    training = _pretrained_record(name).get("training")
+    return training if isinstance(training, dict) else {}
+
+
 def pretrained_architecture(name: str) -> tuple[str, dict[str, Any]]:
     """The preset and full config of a bundled model: what ``--random-weights`` re-creates untrained (the preset
     alone would miss settings such as NijiGAN's ``input_skip``)."""

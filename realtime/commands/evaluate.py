@@ -23,6 +23,7 @@ import numpy as np
 
 from .._fileio import write_atomic
 from ..backends import resolve_device
+from ..checkpoint import pretrained_training, resolve_pretrained
 from ..errors import RtAnimeError
 from ..teacher import TeacherConfig
 from ..train.evaluate import EvalTargets, evaluate_generator, write_comparison_sheet
@@ -58,14 +59,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _training_data(model_arg: str) -> dict[str, Any]:
-    """``training.config.data`` from the JSON beside a checkpoint path, or ``{}``."""
+    """``training.config.data`` of a bundled model or from the JSON beside a checkpoint path, or ``{}``."""
     path = Path(model_arg).expanduser()
     record_path = path if path.suffix == ".json" else path.with_suffix(".json")
-    if not path.exists() or not record_path.is_file():
-        return {}
     try:
-        record = json.loads(record_path.read_text())
-        data = record.get("training", {}).get("config", {}).get("data", {})
+        if not path.exists() and resolve_pretrained(model_arg) is not None:
+            training = pretrained_training(model_arg)
+        elif path.exists() and record_path.is_file():
+            training = json.loads(record_path.read_text()).get("training", {})
+        else:
+            return {}
+        data = training.get("config", {}).get("data", {})
     except (OSError, ValueError, AttributeError):
         return {}
     return data if isinstance(data, dict) else {}

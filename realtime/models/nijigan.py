@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from typing import Mapping
+from typing import Literal, Mapping
 
 import torch
 import torch.nn as nn
 
 from .._registry import Family, register_family, register_generator
-from ..layers import Downsample, Upsample, conv_block, cut_decoder, cut_encoder
+from ..layers import NORMS, Downsample, Upsample, conv_block, cut_decoder, cut_encoder
 from ..solvers import FixedStepSolver, Solver, parse_solver
 from ._base import SequentialGenerator
 from .cut_resnet import check_coverage, official_filter_keys, strip_filter_buffers
@@ -48,6 +48,10 @@ class NijiGANConfig:
             the paper's network. Why it exists: without it, everything the head sees of the photo's fine detail has
             passed the 1/4-resolution bottleneck, and the pseudo-targets' texture removal and line art are
             full-resolution edits of that detail (MODEL_CARD.md, "Architecture").
+        norm: ``"instance"`` (CUT's InstanceNorm after every conv but the head) or ``"none"`` (an ``Identity`` in each
+            place: no parameters either way, same checkpoint keys and layer ids). Why ``"none"`` exists: an
+            InstanceNorm network's head is blind to the input's contrast, but removing texture or inking an edge
+            means outputs that scale with it (EDSR drops its norms for the same reason; MODEL_CARD.md).
         solver: Solver spec (``"rk4:1"``, ``"dopri5"``…) or solver value; what the weights were trained with.
     """
 
@@ -58,6 +62,7 @@ class NijiGANConfig:
     antialias_up: bool = True
     input_skip: bool = False
     unet_skips: bool = False
+    norm: Literal["instance", "none"] = "instance"
     solver: Solver = field(default="dopri5")  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
@@ -65,6 +70,8 @@ class NijiGANConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"`{name}` must be an integer >= {low}, got {value!r}")
+        if self.norm not in NORMS:
+            raise ValueError(f"`norm` must be one of {', '.join(NORMS)}, got {self.norm!r}")
         for name in ("input_skip", "unet_skips"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be true or false, got {getattr(self, name)!r}")
@@ -78,9 +85,9 @@ class NijiGANConfig:
 class ODEFunc(nn.Module):
     """The dynamics ``f(t, h)``; ``t`` is accepted (solvers pass it) and ignored: the system is autonomous."""
 
-    def __init__(self, dim: int, hidden: int) -> None:
+    def __init__(self, dim: int, hidden: int, norm: str = "instance") -> None:
         super().__init__()
-        self.conv_block = conv_block(dim, hidden)
+        self.conv_block = conv_block(dim, hidden, norm=norm)
 
     def forward(self, t: object, h: torch.Tensor) -> torch.Tensor:
         return self.conv_block(h)
@@ -89,9 +96,9 @@ class ODEFunc(nn.Module):
 class ODEBlock(nn.Module):
     """``h(t1)`` for ``dh/dt = f(h)``, ``h(t0) = x``, integrated by the solver the caller passes."""
 
-    def __init__(self, dim: int, hidden: int) -> None:
+    def __init__(self, dim: int, hidden: int, norm: str = "instance") -> None:
         super().__init__()
-        self.odefunc = ODEFunc(dim, hidden)
+        self.odefunc = ODEFunc(dim, hidden, norm)
 
     def forward(self, x: torch.Tensor, solver: Solver) -> torch.Tensor:
         return solver.integrate(self.odefunc, x)
@@ -104,9 +111,9 @@ class NijiGAN(SequentialGenerator):
         super().__init__()
         self.config = config
         dim = 4 * config.ngf
-        encoder = cut_encoder(input_nc=3, ngf=config.ngf, antialias=config.antialias)
-        blocks = [ODEBlock(dim, dim * config.hidden_mult) for _ in range(config.n_ode_blocks)]
-        decoder = cut_decoder(output_nc=3, ngf=config.ngf, antialias_up=config.antialias_up)
+        encoder = cut_encoder(input_nc=3, ngf=config.ngf, antialias=config.antialias, norm=config.norm)
+        blocks = [ODEBlock(dim, dim * config.hidden_mult, config.norm) for _ in range(config.n_ode_blocks)]
+        decoder = cut_decoder(output_nc=3, ngf=config.ngf, antialias_up=config.antialias_up, norm=config.norm)
         if config.input_skip:
             decoder[-1] = nn.Identity()  # the skip's clamp bounds the output instead of the Tanh
         self.model = nn.Sequential(*encoder, *blocks, *decoder)
