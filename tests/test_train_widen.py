@@ -69,7 +69,7 @@ def test_same_shapes_are_copied_and_mismatches_are_named():
 
 def test_trainer_starts_from_widened_weights(tmp_path):
     photos = _write_photos(tmp_path / "photos", 4)
-    small = _trained_like(2, input_skip=True, unet_skips=True)  # the recipe's architecture options
+    small = _trained_like(2, **load_config("default-cpu").model.options)  # the recipe's architecture options
     source = realtime.save_generator(small, tmp_path / "small")
     config = load_config("default-cpu", overrides=[*TINY, f"data.photos={photos}", f"data.cache_dir={tmp_path / 'c'}",
                                                    f"run.out={tmp_path / 'run'}", f"model.init_from={source}",
