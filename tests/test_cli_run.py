@@ -151,9 +151,11 @@ def test_without_model_the_bundled_default_is_used(clip, tmp_path):
         with av.open(str(path)) as c:
             return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
 
-    assert main([str(clip), str(tmp_path / "o.mp4"), "--quiet"]) == 0
-    assert main([str(clip), str(tmp_path / "p.mp4"), "--quiet", "--model", DEFAULT_MODEL]) == 0
-    a, b = frames(tmp_path / "o.mp4"), frames(tmp_path / "p.mp4")
+    # Lossless, so the comparison is of the model's frames: two libx264 encodes of the same frames in one process
+    # were seen to differ in P-frames after another test's run (same options; not reproduced outside pytest).
+    assert main([str(clip), str(tmp_path / "o.mkv"), "--quiet", "--codec", "ffv1"]) == 0
+    assert main([str(clip), str(tmp_path / "p.mkv"), "--quiet", "--codec", "ffv1", "--model", DEFAULT_MODEL]) == 0
+    a, b = frames(tmp_path / "o.mkv"), frames(tmp_path / "p.mkv")
     assert len(a) == len(frames(clip)) and all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
