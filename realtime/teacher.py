@@ -230,14 +230,9 @@ def anime_teacher(rgb: np.ndarray, config: TeacherConfig = TeacherConfig()) -> n
     up = _Upsampler(work_l, full01, unit_work)
 
     lab = up(flat_lab)
-    if centers is None:
-        region_lab = lab
-        # Shading steps relative to black: absolute luminance bands, the same function everywhere.
-        shaded = (posterize_shading(lab[..., 0], lab * np.array([0.0, 1.0, 1.0], np.float32), config)
-                  if config.shade_step > 0 else lab.copy())
-    else:
-        region_lab = soft_assign(lab, centers, config)
-        shaded = posterize_shading(lab[..., 0], region_lab, config)
+    region_lab = lab if centers is None else soft_assign(lab, centers, config)
+    # Without a palette there are no regions: shading bands are absolute luminance, the same function everywhere.
+    shaded = posterize_shading(lab[..., 0], region_lab, config, relative=centers is not None)
     shaded = tint_tones(shaded, _color_lab(config.shadow_tint), _color_lab(config.highlight_tint), config)
     out = np.clip(cv2.cvtColor(shaded, cv2.COLOR_Lab2RGB), 0.0, 1.0)
     sky_full = None

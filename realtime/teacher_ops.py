@@ -196,16 +196,19 @@ def soft_assign(lab: np.ndarray, centers: np.ndarray, config: TeacherConfig) -> 
     return out
 
 
-def posterize_shading(luminance: np.ndarray, region_lab: np.ndarray, config: TeacherConfig) -> np.ndarray:
-    """Cel shading: the pixel's luminance relative to its region colour, rounded to ``shade_step`` steps (soft)."""
+def posterize_shading(luminance: np.ndarray, region_lab: np.ndarray, config: TeacherConfig, *,
+                      relative: bool = True) -> np.ndarray:
+    """Cel shading: the pixel's luminance relative to its region colour (``relative``) or to black, rounded to
+    ``shade_step`` steps (soft)."""
     out = region_lab.copy()
     if config.shade_step <= 0:
         return out
-    r = (luminance - region_lab[..., 0]) / config.shade_step
+    base = region_lab[..., 0] if relative else 0.0
+    r = (luminance - base) / config.shade_step
     n = np.floor(r)
     width = config.shade_softness
     q = n + ramp(r - n, 0.5 - width, 0.5 + width) if width > 0 else np.floor(r + 0.5)
-    out[..., 0] = np.clip(region_lab[..., 0] + config.shade_step * q, 0.0, 100.0)
+    out[..., 0] = np.clip(base + config.shade_step * q, 0.0, 100.0)
     return out
 
 
