@@ -5,7 +5,7 @@ import torch
 
 import realtime
 from conftest import TINY
-from realtime.models.nijigan import ODEBlock
+from realtime.models.nijigan import SKIP_SITES, ODEBlock
 
 
 def test_registry_lists_every_family():
@@ -140,23 +140,26 @@ def test_input_skip_passes_colour_through_with_the_same_parameters_and_keys():
         torch.testing.assert_close(skip.forward_features(x, [4]).image, y)
 
 
-@pytest.mark.parametrize("antialias", [True, False])
-def test_unet_skips_add_encoder_activations_to_the_decoder(antialias):
+@pytest.mark.parametrize("antialias, site", [(True, "post_relu"), (False, "post_relu"), (True, "pre_relu"),
+                                             (False, "pre_relu")])
+def test_unet_skips_add_encoder_activations_to_the_decoder(antialias, site):
     plain = realtime.create_generator("nijigan-lite", ngf=4, solver="euler:1", input_skip=True, antialias=antialias,
                                       antialias_up=antialias).eval()
     linked = realtime.create_generator("nijigan-lite", ngf=4, solver="euler:1", input_skip=True, unet_skips=True,
-                                       antialias=antialias, antialias_up=antialias).eval()
+                                       unet_skip_at=site, antialias=antialias, antialias_up=antialias).eval()
     assert set(linked.state_dict()) == set(plain.state_dict())
     assert sum(p.numel() for p in linked.parameters()) == sum(p.numel() for p in plain.parameters())
     linked.load_state_dict(plain.state_dict())
     x = torch.rand(1, 3, 32, 24) * 2 - 1
-    # An independent reference: run the plain network's layers and add, after each decoder ReLU, the last encoder
-    # activation (ReLU, or blur-pool) of the same shape.
+    # An independent reference: run the plain network's layers and add, after each decoder ReLU (pre_relu: just
+    # before it), the last encoder activation (ReLU, or blur-pool) of the same shape.
     acts, y = [], x
+    layers = list(plain.model)
     with torch.no_grad():
-        for i, layer in enumerate(plain.model):
+        for i, layer in enumerate(layers):
             y = plain._run(layer, y)
-            if i > plain.bottleneck_index and isinstance(layer, torch.nn.ReLU):
+            joins = layers[i + 1] if site == "pre_relu" and i + 1 < len(layers) else layer
+            if i > plain.bottleneck_index and isinstance(joins, torch.nn.ReLU):
                 y = y + [a for j, a in acts if a.shape == y.shape][-1]
             if i < plain.bottleneck_index - plain.config.n_ode_blocks:
                 acts.append((i, y))
@@ -167,17 +170,45 @@ def test_unet_skips_add_encoder_activations_to_the_decoder(antialias):
     assert len(linked.skips) == 2
 
 
-def test_unet_skips_survive_save_load_and_export(tmp_path):
+@pytest.mark.parametrize("site", ["post_relu", "pre_relu"])
+def test_unet_skips_survive_save_load_and_export(tmp_path, site):
     from export.unroll import unroll
 
-    g = realtime.create_generator("nijigan-lite", ngf=4, solver="euler:1", input_skip=True, unet_skips=True).eval()
+    g = realtime.create_generator("nijigan-lite", ngf=4, solver="euler:1", input_skip=True, unet_skips=True,
+                                  unet_skip_at=site).eval()
     x = torch.rand(1, 3, 16, 16) * 2 - 1
     loaded = realtime.load_generator(realtime.save_generator(g, tmp_path / "linked")).eval()
-    assert loaded.config.unet_skips is True and loaded.skips == g.skips
+    assert loaded.config.unet_skips is True and loaded.config.unet_skip_at == site and loaded.skips == g.skips
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), g(x))
         traced = torch.jit.trace(unroll(g), x)
         torch.testing.assert_close(traced(x + 0.1), g(x + 0.1))
+
+
+def test_pre_relu_skips_let_the_decoder_gate_fine_features():
+    # Post-ReLU, the full-resolution skip reaches the output through the head's linear conv alone: its effect does
+    # not depend on what the decoder computed. Pre-ReLU, a decoder activation that is negative enough switches it off.
+    post, pre = (realtime.create_generator("nijigan-lite", ngf=4, solver="euler:1", input_skip=True, norm="none",
+                                           unet_skips=True, unet_skip_at=site).eval() for site in SKIP_SITES)
+    pre.load_state_dict(post.state_dict())
+    last_relu = max(post.skips)  # the full-resolution one
+    assert isinstance(post.model[last_relu], torch.nn.ReLU) and pre.skips == {i - 1: j for i, j in post.skips.items()}
+    x = torch.rand(1, 3, 16, 16) - 0.5  # away from the output clamp
+    with torch.no_grad():
+        for g in (pre, post):  # the last upsampling conv, before its norm and ReLU: its output is now very negative
+            g.model[last_relu - 2].bias.fill_(-1e4)
+        shift = torch.zeros_like(x)
+        shift[..., 4:12, 4:12] = 0.3  # changes the encoder's full-resolution activations
+        # Gated off: the head sees zeros either way; post-ReLU the encoder's change still passes.
+        torch.testing.assert_close(pre(x + shift) - (x + shift), pre(x) - x)
+        assert ((post(x + shift) - (x + shift)) - (post(x) - x)).abs().max() > 1e-3
+
+
+def test_unet_skip_at_is_validated():
+    with pytest.raises(ValueError, match=r"`unet_skip_at` must be one of post_relu, pre_relu, got 'middle'"):
+        realtime.create_generator("nijigan-lite", ngf=4, unet_skips=True, unet_skip_at="middle")
+    with pytest.raises(ValueError, match=r"`unet_skip_at='pre_relu'` .* needs `unet_skips=True`"):
+        realtime.create_generator("nijigan-lite", ngf=4, unet_skip_at="pre_relu")
 
 
 def test_norm_none_keeps_keys_and_lets_the_head_scale_with_contrast(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import torch
@@ -76,7 +77,7 @@ class SequentialGenerator(Generator):
 
     model: nn.Sequential
     bottleneck_index: int
-    skips: dict[int, int] = {}
+    skips: Mapping[int, int] = MappingProxyType({})  # read-only: a shared class default must not be mutable
     """Additive encoder→decoder skips: after layer ``i`` runs, the output of layer ``skips[i]`` is added to it."""
 
     def _run(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:

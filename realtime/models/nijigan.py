@@ -27,6 +27,9 @@ from ._base import SequentialGenerator
 from .cut_resnet import check_coverage, official_filter_keys, strip_filter_buffers
 
 
+SKIP_SITES = ("post_relu", "pre_relu")
+
+
 @dataclass(frozen=True, kw_only=True)
 class NijiGANConfig:
     """Architecture and solver of a NijiGAN generator.
@@ -48,6 +51,12 @@ class NijiGANConfig:
             the paper's network. Why it exists: without it, everything the head sees of the photo's fine detail has
             passed the 1/4-resolution bottleneck, and the pseudo-targets' texture removal and line art are
             full-resolution edits of that detail (MODEL_CARD.md, "Architecture").
+        unet_skip_at: Where a skip joins the decoder: ``"post_relu"`` (LinkNet: after the decoder's ReLU) or
+            ``"pre_relu"`` (before it, after the norm). Same parameters and keys. Why ``"pre_relu"`` exists: after
+            the full-resolution ReLU only the head's linear conv is left, so post-ReLU the fine features reach the
+            output as a fixed linear function and context from the bottleneck can only add to them; pre-ReLU the
+            decoder's activation can switch each fine feature on or off (e.g. ink an edge only where the coarse path
+            says it is an outline, not texture).
         norm: ``"instance"`` (CUT's InstanceNorm after every conv but the head) or ``"none"`` (an ``Identity`` in each
             place: no parameters either way, same checkpoint keys and layer ids). Why ``"none"`` exists: an
             InstanceNorm network's head is blind to the input's contrast, but removing texture or inking an edge
@@ -62,6 +71,7 @@ class NijiGANConfig:
     antialias_up: bool = True
     input_skip: bool = False
     unet_skips: bool = False
+    unet_skip_at: Literal["post_relu", "pre_relu"] = "post_relu"
     norm: Literal["instance", "none"] = "instance"
     solver: Solver = field(default="dopri5")  # type: ignore[assignment]
 
@@ -72,6 +82,11 @@ class NijiGANConfig:
                 raise ValueError(f"`{name}` must be an integer >= {low}, got {value!r}")
         if self.norm not in NORMS:
             raise ValueError(f"`norm` must be one of {', '.join(NORMS)}, got {self.norm!r}")
+        if self.unet_skip_at not in SKIP_SITES:
+            raise ValueError(f"`unet_skip_at` must be one of {', '.join(SKIP_SITES)}, got {self.unet_skip_at!r}")
+        if self.unet_skip_at != "post_relu" and self.unet_skips is not True:
+            raise ValueError(f"`unet_skip_at={self.unet_skip_at!r}` places the encoder skips: it needs "
+                             "`unet_skips=True`")
         for name in ("input_skip", "unet_skips"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be true or false, got {getattr(self, name)!r}")
@@ -118,7 +133,8 @@ class NijiGAN(SequentialGenerator):
             decoder[-1] = nn.Identity()  # the skip's clamp bounds the output instead of the Tanh
         self.model = nn.Sequential(*encoder, *blocks, *decoder)
         self.bottleneck_index = len(encoder) + config.n_ode_blocks - 1
-        self.skips = linknet_skips(encoder, decoder, len(encoder) + len(blocks)) if config.unet_skips else {}
+        self.skips = linknet_skips(encoder, decoder, len(encoder) + len(blocks),
+                                   pre_relu=config.unet_skip_at == "pre_relu") if config.unet_skips else {}
 
     def _output(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return (x + y).clamp(-1.0, 1.0) if self.config.input_skip else y
@@ -149,9 +165,11 @@ class NijiGAN(SequentialGenerator):
         return isinstance(self.solver, FixedStepSolver)
 
 
-def linknet_skips(encoder: list[nn.Module], decoder: list[nn.Module], decoder_start: int) -> dict[int, int]:
-    """``{decoder layer id: encoder layer id}`` pairing each decoder ReLU with the last encoder activation of the
-    same width and scale (the encoder's ReLU, or its blur-pool when antialiased)."""
+def linknet_skips(encoder: list[nn.Module], decoder: list[nn.Module], decoder_start: int, *,
+                  pre_relu: bool = False) -> dict[int, int]:
+    """``{decoder layer id: encoder layer id}`` pairing each decoder ReLU (or, with ``pre_relu``, the layer just
+    before it: its norm) with the last encoder activation of the same width and scale (the encoder's ReLU, or its
+    blur-pool when antialiased)."""
     def walk(layers: list[nn.Module], start: int, scale: int, taps: type | tuple) -> list[tuple[int, int, int]]:
         channels, out = 0, []
         for i, layer in enumerate(layers, start):
@@ -171,7 +189,7 @@ def linknet_skips(encoder: list[nn.Module], decoder: list[nn.Module], decoder_st
 
     enc = {(c, s): i for i, c, s in walk(encoder, 0, 1, (nn.ReLU, Downsample))}  # later layers win
     bottom = max(s for _, s in enc)
-    return {i: enc[(c, s)] for i, c, s in walk(decoder, decoder_start, bottom, nn.ReLU) if (c, s) in enc}
+    return {i - 1 if pre_relu else i: enc[(c, s)] for i, c, s in walk(decoder, decoder_start, bottom, nn.ReLU) if (c, s) in enc}
 
 
 # --- checkpoint adapter ------------------------------------------------------------------------------------------
