@@ -66,6 +66,9 @@ def test_torchscript_export_matches_eager(niji, tmp_path):
                                                    ("nijigan", dict(ngf=4, solver="euler:1", input_skip=True), True),
                                                    ("nijigan", dict(ngf=4, solver="euler:1", input_skip=True,
                                                                     unet_skips=True, norm="none"), True),
+                                                   ("nijigan", dict(ngf=4, solver="euler:1", input_skip=True,
+                                                                    unet_skips=True, unet_skip_at="pre_relu",
+                                                                    norm="none"), False),
                                                    ("animeganv2", {}, False)])
 def test_onnx_export_matches_eager(tmp_path, name, config, dynamic):
     import onnx

@@ -97,3 +97,32 @@ def test_checkpoints_from_before_a_new_setting_still_resume(tmp_path):
     changed = Trainer(load_config("default-cpu", overrides=[*base, "model.init_noise=0.5"]))
     with pytest.raises(RtAnimeError, match="init_noise"):
         changed.load_checkpoint(path)
+
+
+def test_finish_recipe_fine_tunes_trained_weights_with_l1_alone_and_a_decaying_rate(tmp_path):
+    finish, default = load_config("finish-cpu"), load_config("default-cpu")
+    # The same task as the weights it finishes: a different architecture or teacher could not start from them.
+    assert finish.model.options == default.model.options and finish.model.preset == default.model.preset
+    assert finish.data.teacher_options == default.data.teacher_options
+    assert load_config("finish-cpu", preset="nijigan").optim.total_iters > finish.optim.total_iters
+    photos = _write_photos(tmp_path / "photos", 4)
+    start = _trained_like(4, **default.model.options)
+    source = realtime.save_generator(start, tmp_path / "start")
+    config = load_config("finish-cpu", overrides=[*TINY, f"data.photos={photos}", f"data.cache_dir={tmp_path / 'c'}",
+                                                  f"run.out={tmp_path / 'run'}", f"model.init_from={source}",
+                                                  "optim.n_iters=1", "optim.n_iters_decay=3", "run.eval_every=0"])
+    trainer = Trainer(config)
+    assert trainer.init_mode == "copied" and set(trainer.nets()) == {"G"}  # no critic, NCE head or VGG to pay for
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(trainer.G.eval()(x), start.eval()(x))
+    records = []
+    result = trainer.train(progress=False, callback=lambda t, r: records.append(r))
+    assert result.completed and [r["iter"] for r in records] == [1, 2, 3, 4]
+    assert set(records[0]) >= {"L1", "G_total"} and not {"D", "G_GAN", "HDCE", "perceptual"} & set(records[0])
+    rates = [r["lr"] for r in records]
+    steps = [a - b for a, b in zip(rates, rates[1:])]
+    assert rates[0] == pytest.approx(5e-4) and rates[-1] > 0 and min(steps) > 0  # linear decay towards 0
+    assert max(steps) == pytest.approx(min(steps))
+    with torch.no_grad():
+        assert (trainer.G.eval()(x) - start(x)).abs().max() > 1e-4  # it trained
