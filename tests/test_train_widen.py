@@ -104,7 +104,10 @@ def test_finish_recipe_fine_tunes_trained_weights_with_l1_alone_and_a_decaying_r
     # The same task as the weights it finishes: a different architecture or teacher could not start from them.
     assert finish.model.options == default.model.options and finish.model.preset == default.model.preset
     assert finish.data.teacher_options == default.data.teacher_options
-    assert load_config("finish-cpu", preset="nijigan").optim.total_iters > finish.optim.total_iters
+    niji = load_config("finish-cpu", preset="nijigan")
+    assert niji.optim.total_iters > finish.optim.total_iters
+    # ngf 64 finishes with LPIPS beside L1 (the lite default stays L1 alone, as asserted below)
+    assert (niji.losses.perceptual_kind, niji.losses.lambda_perceptual, niji.losses.lambda_l1) == ("lpips", 1.0, 10.0)
     photos = _write_photos(tmp_path / "photos", 4)
     start = _trained_like(4, **default.model.options)
     source = realtime.save_generator(start, tmp_path / "start")
