@@ -322,3 +322,26 @@ def test_clip_balance_draws_a_clip_sqrt_n_times_as_often_as_a_photo(tmp_path):
 def test_balance_setting_is_validated(photos, cache, tmp_path):
     with pytest.raises(ValueError, match="`data.balance`.*'clips'"):
         _config(photos, cache, tmp_path, "data.balance=sources")
+
+
+def test_signal_handlers_are_restored_and_left_alone_off_the_main_thread():
+    import threading
+
+    from realtime._signals import install_signal_handler, restore_signal_handlers
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def mine(signum, frame):
+        pass
+
+    old = install_signal_handler(mine)
+    try:
+        assert old == before and all(signal.getsignal(sig) is mine for sig in before)
+    finally:
+        restore_signal_handlers(old)
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+    seen = []
+    worker = threading.Thread(target=lambda: seen.append(install_signal_handler(mine)))
+    worker.start()
+    worker.join()
+    assert seen == [{}] and {sig: signal.getsignal(sig) for sig in before} == before

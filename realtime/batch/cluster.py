@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -26,8 +24,7 @@ from ..errors import RtAnimeError, require
 from .chunk import ChunkResult, ChunkTask, run_chunk
 from .config import BatchConfig, ModelPayload, TranslateSpec
 
-__all__ = ["ChunkWorker", "PoolPlan", "connect", "plan_pool", "import_ray", "restore_signal_handlers",
-           "saved_signal_handlers"]
+__all__ = ["ChunkWorker", "PoolPlan", "connect", "plan_pool", "import_ray"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,20 +32,6 @@ logger = logging.getLogger(__name__)
 def import_ray() -> Any:
     """The ``ray`` module, or a clear error naming the extra that installs it."""
     return require("ray", extra="cluster", feature="rt-anime batch (scaling out on Ray)")
-
-
-def saved_signal_handlers() -> dict[int, Any]:
-    """The SIGINT/SIGTERM handlers now installed (empty off the main thread, where they cannot be changed)."""
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    return {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-
-def restore_signal_handlers(handlers: dict[int, Any]) -> None:
-    """Put back handlers from :func:`saved_signal_handlers` (handlers not set from Python stay as they are)."""
-    for sig, handler in handlers.items():
-        if handler is not None:
-            signal.signal(sig, handler)
 
 
 def connect(address: str) -> bool:

@@ -24,8 +24,8 @@ from ..errors import RtAnimeError
 from ..models._base import Generator
 from ..pipeline.config import EncodeConfig, PipelineConfig
 from .chunk import ChunkResult, ChunkTask
-from .cluster import (PoolPlan, actor_class, connect, import_ray, plan_pool, restore_signal_handlers,
-                      saved_signal_handlers)
+from .._signals import restore_signal_handlers, saved_signal_handlers
+from .cluster import PoolPlan, actor_class, connect, import_ray, plan_pool
 from .config import BatchConfig, ModelPayload, TranslateSpec, settings_digest
 from .join import join_chunks
 from .manifest import ChunkStore, manifest_header

@@ -35,7 +35,6 @@ import logging
 import math
 import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +45,7 @@ import torch
 import torch.nn as nn
 
 from .._fileio import write_atomic
+from .._signals import install_signal_handler, restore_signal_handlers
 from ..backends import resolve_device
 from ..checkpoint import save_generator
 from ..errors import CheckpointError, MissingDependencyError
@@ -546,8 +546,7 @@ class _Loop:
     def run(self) -> TrainResult:
         t, run = self.t, self.t.config.run
         # SIGTERM too: a session or job scheduler ending the run should leave a fresh checkpoint, not a 3-min-old one.
-        handled = (signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread() else ()
-        old = {sig: signal.signal(sig, self._on_sigint) for sig in handled}
+        old = install_signal_handler(self._on_sigint)
         start_iter, start_wall = t.iteration, time.monotonic()
         last_save = start_wall
         metrics: dict[str, float] = {}
@@ -573,8 +572,7 @@ class _Loop:
                     t.save_checkpoint()
                     last_save = time.monotonic()
         finally:
-            for sig, handler in old.items():
-                signal.signal(sig, handler)
+            restore_signal_handlers(old)
             if self.bar is not None:
                 self.bar.close()
         interrupted = t._stop_requested and t.iteration < self.stop
