@@ -67,6 +67,21 @@ def test_same_shapes_are_copied_and_mismatches_are_named():
         widen_tensor("x", torch.zeros(2, 2), torch.Size([4, 4]))
 
 
+def test_a_changed_skip_site_or_norm_loads_with_a_warning_naming_it(caplog):
+    small = _trained_like(4, input_skip=True, unet_skips=True)
+    same = realtime.create_generator("nijigan-lite", ngf=4, solver="euler:1", input_skip=True, unet_skips=True)
+    with caplog.at_level("WARNING", logger="realtime.train.widen"):
+        warm_start(same, small)
+    assert not caplog.records
+    moved = realtime.create_generator("nijigan-lite", ngf=4, solver="euler:1", input_skip=True, unet_skips=True,
+                                      unet_skip_at="pre_relu")
+    with caplog.at_level("WARNING", logger="realtime.train.widen"):
+        assert warm_start(moved, small) == "copied"
+    (record,) = caplog.records
+    assert "`unet_skip_at` 'post_relu' -> 'pre_relu'" in record.getMessage()
+    assert "unet_skips" not in record.getMessage().replace("unet_skip_at", "")
+
+
 def test_trainer_starts_from_widened_weights(tmp_path):
     photos = _write_photos(tmp_path / "photos", 4)
     small = _trained_like(2, **load_config("default-cpu").model.options)  # the recipe's architecture options

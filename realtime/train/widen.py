@@ -62,6 +62,14 @@ def warm_start(target: nn.Module, source: nn.Module, *, noise: float = 1e-2, see
         a, b = getattr(target.config, name, None), getattr(source.config, name, None)
         if a != b:
             raise RtAnimeError(f"cannot start from these weights: their `{name}` is {b!r}, the trained model's {a!r}")
+    # These change what the same weights compute, not which weights exist: allowed (fine-tuning into a changed
+    # architecture is a use), but the run then starts from a different function than the source's, so say so.
+    changed = [f"`{name}` {getattr(source.config, name, None)!r} -> {getattr(target.config, name, None)!r}"
+               for name in ("unet_skips", "unet_skip_at", "norm")
+               if getattr(target.config, name, None) != getattr(source.config, name, None)]
+    if changed:
+        logger.warning("starting from weights trained with different settings (%s): they load, but the network "
+                       "starts from a different function than the one they were trained as", ", ".join(changed))
     t_state, s_state = target.state_dict(), source.state_dict()
     missing, extra = sorted(set(t_state) - set(s_state)), sorted(set(s_state) - set(t_state))
     if missing or extra:
