@@ -31,7 +31,7 @@ import export  # noqa: E402
 import realtime  # noqa: E402
 from bench._machine import machine_facts, sgemm_gflops, timed  # noqa: E402
 
-MODELS = {  # label: (generator name, config)
+MODELS = {  # label: (generator name, config); config None = the bundled weights of that name (realtime.load_generator)
     "nijigan euler:1": ("nijigan", {"solver": "euler:1"}),
     "nijigan midpoint:1": ("nijigan", {"solver": "midpoint:1"}),
     "nijigan rk4:1": ("nijigan", {"solver": "rk4:1"}),
@@ -39,6 +39,9 @@ MODELS = {  # label: (generator name, config)
     "scenimefy (cut-resnet)": ("cut-resnet", {}),
     "animeganv2": ("animeganv2", {}),
     "nijigan-lite euler:1": ("nijigan-lite", {}),
+    # What `rt-anime` runs by default: no InstanceNorm, input and LinkNet skips (MODEL_CARD.md, Architecture).
+    "niji-lite (bundled)": ("niji-lite", None),
+    "niji (bundled)": ("niji", None),
 }
 SIZES = {"256x256": (256, 256), "640x360": (640, 360), "1280x720": (1280, 720)}
 BACKENDS = ("eager", "eager-cl", "torchscript", "onnxruntime")
@@ -132,7 +135,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for label in models:
             name, config = MODELS[label]
-            model = realtime.create_generator(name, **config).eval()
+            model = (realtime.load_generator(name) if config is None
+                     else realtime.create_generator(name, **config)).float().eval()
             onnx_path = None
             if "onnxruntime" in backends:
                 onnx_path = Path(tmp) / f"{len(rows)}.onnx"
