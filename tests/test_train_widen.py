@@ -144,3 +144,19 @@ def test_finish_recipe_fine_tunes_trained_weights_with_l1_alone_and_a_decaying_r
     assert max(steps) == pytest.approx(min(steps))
     with torch.no_grad():
         assert (trainer.G.eval()(x) - start(x)).abs().max() > 1e-4  # it trained
+
+
+def test_a_running_training_checkpoint_is_a_starting_point(tmp_path):
+    # finish-cpu's header offers `model.init_from=PATH/TO/checkpoint.pt`: the file a run writes every few minutes.
+    photos = _write_photos(tmp_path / "photos", 4)
+    base = [*TINY, f"data.photos={photos}", f"data.cache_dir={tmp_path / 'c'}", "run.eval_every=0"]
+    run = Trainer(load_config("default-cpu", overrides=[*base, f"run.out={tmp_path / 'run'}"]))
+    run.train(max_iters=2, progress=False)
+    path = run.save_checkpoint()
+    finish = Trainer(load_config("finish-cpu", overrides=[*base, f"run.out={tmp_path / 'fin'}",
+                                                          f"model.init_from={path}", "model.init_noise=0"]))
+    assert finish.init_mode == "copied"
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(finish.G.eval()(x), run.G.eval()(x), atol=0, rtol=0)
+        assert not torch.equal(run.G(x), x)  # trained away from the identity the zero head starts at

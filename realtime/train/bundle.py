@@ -39,8 +39,13 @@ def _read_index(index: Path) -> list[dict]:
     return records
 
 
-def _load(source: Path) -> tuple[torch.nn.Module, dict | None]:
-    """The generator at ``source`` and its training provenance (from the JSON beside it, or the checkpoint)."""
+def load_trained(source: "str | Path") -> tuple[torch.nn.Module, dict | None]:
+    """The generator at ``source`` and its training provenance (from the JSON beside it, or the checkpoint).
+
+    ``source`` is anything :func:`realtime.load_generator` reads, or a training run's ``checkpoint.pt`` (built from
+    the config recorded in it).
+    """
+    source = Path(source).expanduser()
     from .config import ModelSection, _build_section
     from .trainer import CHECKPOINT_FORMAT
 
@@ -88,7 +93,7 @@ def bundle_weights(source: "str | Path", name: str, *, license: str, origin: str
     if not name or set(name) - _NAME_CHARS or name.startswith(".") or name.count(".") > 1:
         raise RtAnimeError(f"bundle name must be 'arch' or 'arch.tag' of lowercase letters, digits and -_, "
                            f"got {name!r}")
-    model, training = _load(Path(source))
+    model, training = load_trained(source)
     model = model.float().eval()
     probe = torch.linspace(-1, 1, 3 * 32 * 32).reshape(1, 3, 32, 32)
     with torch.no_grad():

@@ -153,10 +153,10 @@ class Trainer:
             nn.init.zeros_(head.bias)
         self.init_mode = "random"
         if cfg.model.init_from:
-            from ..checkpoint import load_generator
+            from .bundle import load_trained
             from .widen import warm_start
 
-            source = load_generator(cfg.model.init_from, solver=cfg.model.solver)
+            source, _ = load_trained(cfg.model.init_from)
             self.init_mode = warm_start(self.G, source, noise=cfg.model.init_noise, seed=cfg.run.seed)
         self.G.preset = cfg.model.preset
         # Terms with weight 0 cost nothing: their networks are not built and their forwards never run.
