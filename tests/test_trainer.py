@@ -139,10 +139,15 @@ def test_warmup_trains_only_g_on_pairs_then_the_schedules_start(photos, cache, t
         assert all(torch.equal(v, t.nets()[name].state_dict()[k]) for k, v in state.items()), name
     x_p, y_p = t.data.pair_batch(0, 3)
     assert x_p.shape[0] == 3 and torch.equal(x_p, t.data.pair_batch(0, 3)[0])  # pure function of the iteration
+    # The warm-up's end is kept apart from the rolling checkpoint, as the weights it ended with.
+    kept = torch.load(tmp_path / "w" / "warmup.pt", weights_only=True)
+    assert kept["iteration"] == 3
+    assert all(torch.equal(v, t.G.state_dict()[k]) for k, v in kept["nets"]["G"].items())
 
     rest = []
     t.train(progress=False, callback=lambda tr, r: rest.append(r))
     assert [r["iter"] for r in rest] == [4, 5, 6, 7] and "D" in rest[0]
+    assert torch.load(tmp_path / "w" / "warmup.pt", weights_only=True)["iteration"] == 3  # not rewritten later
     for r in rest:  # the recipe's schedules start where the warm-up ends
         i = r["iter"] - 1 - 3
         assert r["lambda_sup"] == pytest.approx(math.cos(math.pi / 2 * i / 4))

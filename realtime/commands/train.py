@@ -3,6 +3,7 @@
 RECIPE is a bundled recipe name (``default-cpu``: imitate the algorithmic teacher on a CPU in a few hours;
 ``paper-gpu``: the paper's settings with a Scenimefy teacher) or a TOML file. Outputs go to ``--out`` (default
 ``~/.cache/rt-anime/train/<recipe>-<preset>``): ``checkpoint.pt`` (every few minutes, at the end and on Ctrl-C),
+``warmup.pt`` (the same at the end of a supervised warm-up, kept; a starting point for ``model.init_from``),
 ``log.jsonl`` (losses per iteration), ``samples/`` (photo | teacher | G grids) and ``final.safetensors`` (float16
 generator with its training provenance; load it with ``rt-anime --model PATH``). Running the same command again
 resumes from the checkpoint.

@@ -60,6 +60,7 @@ from .schedules import ScheduleConfig, linear_lr_scheduler
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "rt-anime/train-checkpoint"
+WARMUP_CHECKPOINT = "warmup.pt"  # the checkpoint at the end of the supervised warm-up, in the run's folder
 CHECKPOINT_VERSION = 1
 NETS = ("G", "D", "D_p", "F", "F_s")
 
@@ -359,13 +360,14 @@ class Trainer:
                 "schedulers": {k: v.state_dict() for k, v in self.schedulers.items()},
                 "rng": rng, "cpu_seconds": self.cpu_seconds, "wall_seconds": self.wall_seconds}
 
-    def save_checkpoint(self) -> Path:
-        """Write ``<out>/checkpoint.pt`` atomically (a crash mid-write leaves the previous one)."""
+    def save_checkpoint(self, path: Path | None = None) -> Path:
+        """Write ``<out>/checkpoint.pt`` (or ``path``) atomically (a crash mid-write leaves the previous one)."""
+        path = path or self.checkpoint_path
         self.out_dir.mkdir(parents=True, exist_ok=True)
         state = self.state_dict()
-        write_atomic(self.checkpoint_path, lambda tmp: torch.save(state, tmp))
-        logger.debug("checkpoint at iteration %d: %s", self.iteration, self.checkpoint_path)
-        return self.checkpoint_path
+        write_atomic(path, lambda tmp: torch.save(state, tmp))
+        logger.debug("checkpoint at iteration %d: %s", self.iteration, path)
+        return path
 
     def load_checkpoint(self, path: Path | None = None) -> None:
         """Restore a checkpoint written by :meth:`save_checkpoint` for the same config (``run`` may differ)."""
@@ -572,6 +574,10 @@ class _Loop:
                     t._log({"iter": t.iteration, "eval": metrics})
                 if self.callback is not None:
                     self.callback(t, record)
+                if t.warmup and t.iteration == t.warmup:
+                    # Kept apart from the rolling checkpoint: the adversarial phase can diverge (measured: the
+                    # pre_relu skip site collapsed within 20 iterations of it), and then only that phase is lost.
+                    t.save_checkpoint(t.out_dir / WARMUP_CHECKPOINT)
                 if time.monotonic() - last_save > 60 * run.checkpoint_minutes:
                     t.save_checkpoint()
                     last_save = time.monotonic()
@@ -612,4 +618,4 @@ class _Loop:
                     _clock(eta), record["lambda_sup"], losses)
 
 
-__all__ = ["CHECKPOINT_FORMAT", "TrainResult", "Trainer", "psnr"]
+__all__ = ["CHECKPOINT_FORMAT", "WARMUP_CHECKPOINT", "TrainResult", "Trainer", "psnr"]
