@@ -155,6 +155,27 @@ def test_warmup_trains_only_g_on_pairs_then_the_schedules_start(photos, cache, t
         assert r["lr"] == pytest.approx(t.config.optim.lr * (1 - max(0, i + 1 - 2) / 3))
 
 
+@pytest.mark.parametrize("reset", [True, False])
+def test_recipe_proper_starts_with_fresh_adam_moments(photos, cache, tmp_path, reset):
+    budget = ["optim.n_iters=2", "optim.n_iters_decay=0", "optim.warmup_iters=3", "optim.warmup_batch_size=2",
+              f"optim.reset_after_warmup={str(reset).lower()}"]
+    t = Trainer(_config(photos, cache, tmp_path / "w", *budget))
+    t.train(max_iters=3, progress=False)
+    head = next(iter(t.G.parameters()))
+    warm_v = t.optimizers["G"].state[head]["exp_avg_sq"].clone()
+    # Resumed from the warm-up's checkpoint, as a user continuing a run would.
+    t = Trainer(_config(photos, cache, tmp_path / "w", *budget))
+    t.load_checkpoint(tmp_path / "w" / "warmup.pt")
+    t.train(max_iters=4, progress=False)
+    head = next(iter(t.G.parameters()))
+    state = t.optimizers["G"].state[head]
+    assert int(state["step"]) == (1 if reset else 4)
+    # Fresh second moments are (1 - beta2) * g^2 of one step; kept ones carry the warm-up's 3 steps.
+    fresh = (1 - t.config.optim.beta2) * head.grad.square()
+    assert torch.allclose(state["exp_avg_sq"], fresh) == reset
+    assert not torch.allclose(state["exp_avg_sq"], warm_v)
+
+
 def test_warmup_without_a_pair_loss_is_refused(photos, cache, tmp_path):
     with pytest.raises(ValueError, match="`optim.warmup_iters` is 5 but the warm-up has no loss"):
         _config(photos, cache, tmp_path, "optim.warmup_iters=5", "losses.lambda_l1=0")

@@ -221,6 +221,9 @@ class Trainer:
         assert self.data is not None
         if iteration < self.warmup:
             return self._warmup_step(iteration)
+        if iteration == self.warmup > 0 and self.config.optim.reset_after_warmup:
+            # A function of the iteration alone, so a run resumed from warmup.pt clears them too (see OptimSection).
+            self.optimizers["G"].state.clear()
         L = self.config.losses
         batch = self.data.batch(iteration)
         lam_sup, gamma = self.lambda_sup(iteration), self.schedule.gamma(1 + iteration - self.warmup)
