@@ -74,3 +74,24 @@ def test_default_model_is_bundled_and_random_weights_gives_its_architecture():
     assert any(not torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), trained.state_dict().values()))
     with pytest.raises(Exception, match="not a bundled model"):
         pretrained_preset("nijigan-lite")
+
+
+@pytest.mark.parametrize("name, preset, params",
+                         [("niji", "nijigan", 5_477_379), ("niji-lite", "nijigan-lite", 1_374_723)])
+def test_shipped_models_load_by_name_and_stylise(name, preset, params):
+    # The shipped weights must load through the public name (sha256 checked on load) as the network their JSON
+    # records, and must change a photo: a swapped or truncated file, or an identity-like network, fails here.
+    import realtime
+    from realtime.checkpoint import pretrained_preset, resolve_pretrained
+
+    assert resolve_pretrained(name) is not None, f"{name} must be bundled"
+    assert pretrained_preset(name) == preset
+    model = realtime.load_generator(name)
+    assert sum(p.numel() for p in model.parameters()) == params
+    assert model.config.unet_skip_at == "pre_relu"
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 3, 64, 64, generator=gen) * 2 - 1
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    assert (y - x).abs().mean() > 0.02
