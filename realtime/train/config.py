@@ -167,8 +167,15 @@ class DataSection:
         work_side: Short side (px) photos are resized to before the teacher runs and crops are taken.
         crop: Side of the square training crops (a multiple of 4, at most ``work_side``).
         batch_size: Images per branch per iteration.
-        flip: Random horizontal flips of the unpaired X and Y crops (never of pairs: they would stay aligned, but
-            the reference does not flip them).
+        flip: Random horizontal flips of the unpaired X and Y crops (pairs: ``pair_augment``).
+        pair_augment: ``none`` (the reference: pairs are cropped only) or ``dihedral``: each pseudo-pair crop is
+            turned by one of the 8 flips and quarter-turns, the same one for photo and target. The algorithmic
+            teacher commutes with them (teacher(flip(x)) vs flip(teacher(x)): 43-50 dB on offline-v2's held-out
+            photos), so the pairs stay pairs, and a few hundred photos give 8x the distinct crops.
+        pair_sides: Further short sides (px) at which pseudo-pairs are also made, beside ``work_side``. The teacher
+            renders each scale itself (its line art and flattening are sized in pixels, not scale-invariant), so
+            the model sees the style at the scales it will run at (``rt-anime evaluate`` caps the longer side at
+            512 px: ~340 px short sides for 3:2 photos, 240 for 320x240 video).
         cache_dir: Where resized photos and teacher outputs are cached; empty = ``$RT_ANIME_CACHE/pairs``.
         balance: ``none``: every image is drawn equally often (the papers). ``clips``: frames of one clip (files
             named ``<clip>_f<digits>.<ext>``, as ``realtime.train.offline_data`` and most frame dumps name them)
@@ -188,6 +195,8 @@ class DataSection:
     crop: int = 256
     batch_size: int = 1
     flip: bool = True
+    pair_augment: str = "none"
+    pair_sides: tuple[int, ...] = ()
     cache_dir: str = ""
     balance: str = "none"
 
@@ -224,6 +233,15 @@ class DataSection:
                              "taken from photos resized to that short side")
         _number(s, "batch_size", self.batch_size, 1, integer=True)
         _bool(s, "flip", self.flip)
+        _string(s, "pair_augment", self.pair_augment, choices=("none", "dihedral"))
+        if isinstance(self.pair_sides, (str, bytes)) or not isinstance(self.pair_sides, Sequence):
+            raise ValueError(f"`data.pair_sides` must be a list of short sides in px, got {self.pair_sides!r}")
+        for side in self.pair_sides:
+            _number(s, "pair_sides", side, self.crop, 4096, integer=True)
+        if self.work_side in self.pair_sides or len(set(self.pair_sides)) != len(self.pair_sides):
+            raise ValueError(f"`data.pair_sides` {list(self.pair_sides)} must not repeat a side or `data.work_side` "
+                             f"({self.work_side})")
+        object.__setattr__(self, "pair_sides", tuple(self.pair_sides))
         object.__setattr__(self, "holdout", float(self.holdout))
         _string(s, "cache_dir", self.cache_dir)
 

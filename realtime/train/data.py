@@ -3,11 +3,12 @@
 * Photos are found recursively (png, jpg, jpeg, webp, bmp) and resized once so their short side is
   ``data.work_side``; the resized copies are cached as PNG under ``<cache>/work-<side>/``.
 * The teacher (algorithmic, or a generator checkpoint such as an imported Scenimefy) runs **once per photo** at that
-  working resolution; its output is cached under ``<cache>/pairs/<teacher hash>-<side>/``. Cache keys are the
+  working resolution (and at each of ``data.pair_sides``, as further pairs); its output is cached under
+  ``<cache>/pairs/<teacher hash>-<side>/``. Cache keys are the
   photo's content digest, so a moved folder reuses its pairs and an edited photo gets new ones; a small index maps
   (path, size, mtime) to the digest so unchanged files are not re-read on the next run.
-* Photo and target of a pair are cropped at the same position (they are pixel-aligned by construction). Flips apply
-  to the unpaired crops only.
+* Photo and target of a pair are cropped at the same position (they are pixel-aligned by construction) and, with
+  ``data.pair_augment = "dihedral"``, turned by the same flip / quarter-turn. ``data.flip`` is for unpaired crops.
 * Without an anime folder, the unpaired anime images Y are teacher outputs of *other* photos than the unpaired
   photos drawn in the same batch.
 * Every batch is a pure function of (seed, iteration): data order comes from per-epoch permutations seeded with
@@ -261,6 +262,8 @@ class TrainData:
         self.device = torch.device(device)
         self.teacher = make_teacher(config, device=self.device)
         self.cache = PairCache(config.pair_cache(), config.work_side, self.teacher)
+        # Further scales share the digest index; each caches its own resized photos and teacher renders.
+        extra_caches = [PairCache(config.pair_cache(), side, self.teacher) for side in config.pair_sides]
         photos = list_images(config.photos, key="data.photos")
         pair_photos = list_images(config.pairs, key="data.pairs") if config.pairs else photos
         anime = list_images(config.anime, key="data.anime") if config.anime else []
@@ -296,13 +299,23 @@ class TrainData:
                 logger.warning("skipping %s: %s", p, exc)
                 return None
 
-        def pair_item(p: Path) -> Item | None:
-            item = photo_item(p)
-            return item and Item(p, item.digest, item.photo, self.cache.target(item.photo, item.digest))
+        def pair_item(p: Path, cache: PairCache | None = None) -> Item | None:
+            cache = cache or self.cache
+            try:
+                digest = digests[p]
+                photo = cache.photo(p, digest)
+                return Item(p, digest, photo, cache.target(photo, digest))
+            except RtAnimeError as exc:
+                logger.warning("skipping %s: %s", p, exc)
+                return None
 
-        self.pairs = [i for i in _progress("pseudo-pairs", p_paths, len(p_paths), pair_item) if i]
+        base_pairs = [i for i in _progress("pseudo-pairs", p_paths, len(p_paths), pair_item) if i]
+        self.pairs = list(base_pairs)
+        for extra in extra_caches:
+            self.pairs += [i for i in _progress(f"pseudo-pairs at {extra.work_side} px", p_paths, len(p_paths),
+                                                lambda p, c=extra: pair_item(p, c)) if i]
         self.heldout = [i for i in _progress("held-out pairs", held_paths, len(held_paths), pair_item) if i]
-        by_path = {item.source: item for item in self.pairs}
+        by_path = {item.source: item for item in base_pairs}
         self.photos = [i for i in (by_path.get(p) or photo_item(p) for p in x_paths) if i]
         self.anime = [i for i in (photo_item(p, self.cache.digest(p)) for p in anime) if i]
         self.cache.save_index()
@@ -347,6 +360,15 @@ class TrainData:
             out.append(patch[:, ::-1] if mirror else patch)
         return out
 
+    def _pair_crop(self, item: Item, rng: np.random.Generator) -> list[np.ndarray]:
+        assert item.target is not None
+        pair = self._crop([read_image(item.photo), read_image(item.target)], rng, False)
+        if self.config.pair_augment == "dihedral":
+            # Drawn after the crop so runs without augmentation keep their batches.
+            turns, mirror = divmod(int(rng.integers(0, 8)), 2)
+            pair = [np.rot90(p[:, ::-1] if mirror else p, turns) for p in pair]
+        return pair
+
     def _tensor(self, images: list[np.ndarray]) -> torch.Tensor:
         return torch.cat([image_to_tensor(np.ascontiguousarray(im)) for im in images]).to(self.device)
 
@@ -369,7 +391,7 @@ class TrainData:
                 y_file = self.pairs[i].target
             ys += self._crop([read_image(y_file)], rng, flip)
             p_item = self.pairs[self._draw(_STREAM_P, self._pair_draws, k)]
-            xp, yp = self._crop([read_image(p_item.photo), read_image(p_item.target)], rng, False)
+            xp, yp = self._pair_crop(p_item, rng)
             xps.append(xp)
             yps.append(yp)
         return Batch(self._tensor(xs), self._tensor(ys), self._tensor(xps), self._tensor(yps))
@@ -381,7 +403,7 @@ class TrainData:
         xps, yps = [], []
         for j in range(size):
             item = self.pairs[self._draw(_STREAM_WARMUP, self._pair_draws, iteration * size + j)]
-            xp, yp = self._crop([read_image(item.photo), read_image(item.target)], rng, False)
+            xp, yp = self._pair_crop(item, rng)
             xps.append(xp)
             yps.append(yp)
         return self._tensor(xps), self._tensor(yps)
@@ -397,7 +419,8 @@ class TrainData:
         c = self.config
         return {"photos": list(c.photos), "heldout": list(c.heldout), "pairs": list(c.pairs) or "same as photos",
                 "anime": list(c.anime) or "teacher outputs of other photos", "teacher": self.teacher.name,
-                "work_side": c.work_side, "crop": c.crop, "batch_size": c.batch_size, "holdout": c.holdout,
+                "work_side": c.work_side, "pair_sides": list(c.pair_sides), "pair_augment": c.pair_augment,
+                "crop": c.crop, "batch_size": c.batch_size, "holdout": c.holdout,
                 "n_train_photos": len(self.photos), "n_train_pairs": len(self.pairs), "n_anime": len(self.anime),
                 "n_heldout": len(self.heldout), "cache": str(self.cache.root)}
 
