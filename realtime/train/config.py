@@ -237,7 +237,10 @@ class DataSection:
         if isinstance(self.pair_sides, (str, bytes)) or not isinstance(self.pair_sides, Sequence):
             raise ValueError(f"`data.pair_sides` must be a list of short sides in px, got {self.pair_sides!r}")
         for side in self.pair_sides:
-            _number(s, "pair_sides", side, self.crop, 4096, integer=True)
+            _number(s, "pair_sides", side, 16, 4096, integer=True)
+            if side < self.crop:
+                raise ValueError(f"`data.pair_sides` entry {side} must be >= `data.crop` ({self.crop}): crops are "
+                                 "taken from photos resized to that short side")
         if self.work_side in self.pair_sides or len(set(self.pair_sides)) != len(self.pair_sides):
             raise ValueError(f"`data.pair_sides` {list(self.pair_sides)} must not repeat a side or `data.work_side` "
                              f"({self.work_side})")
