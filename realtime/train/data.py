@@ -322,7 +322,8 @@ class TrainData:
         if not self.photos or not self.pairs:
             raise RtAnimeError("no readable training photos (see the warnings above)")
         logger.info("data: %d photos, %d pseudo-pairs (%d made now by the %s teacher), %d held out, %d anime "
-                    "images; cache %s", len(self.photos), len(self.pairs), self.cache.made["targets"],
+                    "images; cache %s", len(self.photos), len(self.pairs),
+                    sum(c.made["targets"] for c in (self.cache, *extra_caches)),
                     self.teacher.name, len(self.heldout), len(self.anime), self.cache.root)
         if not self.heldout:
             logger.warning("no photo is held out (%d photos, holdout %.2f): evaluation uses training pairs",
