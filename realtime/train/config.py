@@ -170,8 +170,8 @@ class DataSection:
         flip: Random horizontal flips of the unpaired X and Y crops (pairs: ``pair_augment``).
         pair_augment: ``none`` (the reference: pairs are cropped only) or ``dihedral``: each pseudo-pair crop is
             turned by one of the 8 flips and quarter-turns, the same one for photo and target. The algorithmic
-            teacher commutes with them (teacher(flip(x)) vs flip(teacher(x)): 43-50 dB on offline-v2's held-out
-            photos), so the pairs stay pairs, and a few hundred photos give 8x the distinct crops.
+            teacher commutes with them (teacher(flip(x)) vs flip(teacher(x)): 43-50 dB on 6 of offline-v2's
+            held-out images), so the pairs stay pairs, and a few hundred photos give 8x the distinct crops.
         pair_sides: Further short sides (px) at which pseudo-pairs are also made, beside ``work_side``. The teacher
             renders each scale itself (its line art and flattening are sized in pixels, not scale-invariant), so
             the model sees the style at the scales it will run at (``rt-anime evaluate`` caps the longer side at

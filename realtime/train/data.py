@@ -291,23 +291,18 @@ class TrainData:
             raise RtAnimeError(f"no training photos left after holding out {config.holdout:.0%} by content hash "
                                f"({len(held_paths)} held out of {len(digests)}); lower `data.holdout`")
 
-        def photo_item(p: Path, digest: str | None = None) -> Item | None:
+        def photo_item(p: Path, digest: str | None = None, cache: PairCache | None = None) -> Item | None:
             digest = digest or digests[p]
             try:
-                return Item(p, digest, self.cache.photo(p, digest))
+                return Item(p, digest, (cache or self.cache).photo(p, digest))
             except RtAnimeError as exc:  # one corrupt file must not stop a run over thousands
                 logger.warning("skipping %s: %s", p, exc)
                 return None
 
         def pair_item(p: Path, cache: PairCache | None = None) -> Item | None:
             cache = cache or self.cache
-            try:
-                digest = digests[p]
-                photo = cache.photo(p, digest)
-                return Item(p, digest, photo, cache.target(photo, digest))
-            except RtAnimeError as exc:
-                logger.warning("skipping %s: %s", p, exc)
-                return None
+            item = photo_item(p, cache=cache)
+            return item and Item(p, item.digest, item.photo, cache.target(item.photo, item.digest))
 
         base_pairs = [i for i in _progress("pseudo-pairs", p_paths, len(p_paths), pair_item) if i]
         self.pairs = list(base_pairs)
