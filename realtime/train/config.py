@@ -176,6 +176,11 @@ class DataSection:
             renders each scale itself (its line art and flattening are sized in pixels, not scale-invariant), so
             the model sees the style at the scales it will run at (``rt-anime evaluate`` caps the longer side at
             512 px: ~340 px short sides for 3:2 photos, 240 for 320x240 video).
+        pair_jitter: Probability (0-1) that a pseudo-pair is made afresh from a camera-jittered copy of its photo
+            (exposure, gamma, white balance, contrast, saturation, then maybe blur, sensor noise and JPEG
+            compression; :func:`realtime.train.data.camera_jitter`): the teacher renders the jittered photo
+            whole, so the pair stays exact, and the model sees the webcam- and video-grade inputs it runs on
+            rather than only clean photos. 0 (default) draws nothing extra, so batches stay as they were.
         cache_dir: Where resized photos and teacher outputs are cached; empty = ``$RT_ANIME_CACHE/pairs``.
         balance: ``none``: every image is drawn equally often (the papers). ``clips``: frames of one clip (files
             named ``<clip>_f<digits>.<ext>``, as ``realtime.train.offline_data`` and most frame dumps name them)
@@ -197,6 +202,7 @@ class DataSection:
     flip: bool = True
     pair_augment: str = "none"
     pair_sides: tuple[int, ...] = ()
+    pair_jitter: float = 0.0
     cache_dir: str = ""
     balance: str = "none"
 
@@ -245,6 +251,8 @@ class DataSection:
             raise ValueError(f"`data.pair_sides` {list(self.pair_sides)} must not repeat a side or `data.work_side` "
                              f"({self.work_side})")
         object.__setattr__(self, "pair_sides", tuple(self.pair_sides))
+        _number(s, "pair_jitter", self.pair_jitter, 0, 1)
+        object.__setattr__(self, "pair_jitter", float(self.pair_jitter))
         object.__setattr__(self, "holdout", float(self.holdout))
         _string(s, "cache_dir", self.cache_dir)
 

@@ -9,6 +9,8 @@
   (path, size, mtime) to the digest so unchanged files are not re-read on the next run.
 * Photo and target of a pair are cropped at the same position (they are pixel-aligned by construction) and, with
   ``data.pair_augment = "dihedral"``, turned by the same flip / quarter-turn. ``data.flip`` is for unpaired crops.
+  With ``data.pair_jitter`` > 0 a pair is sometimes made afresh: the teacher renders a camera-jittered copy of the
+  photo (:func:`camera_jitter`), so the model also learns the teacher on webcam- and video-grade input.
 * Without an anime folder, the unpaired anime images Y are teacher outputs of *other* photos than the unpaired
   photos drawn in the same batch.
 * Every batch is a pure function of (seed, iteration): data order comes from per-epoch permutations seeded with
@@ -121,6 +123,30 @@ def make_teacher(data: DataSection, *, device: torch.device | str = "cpu") -> Te
         return tensor_to_image(model(x)[..., :size[0], :size[1]])
 
     return Teacher(name=data.teacher, fingerprint=fingerprint, render=render)
+
+
+def camera_jitter(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A copy of ``rgb`` (uint8 HxWx3) as a different camera might have taken it: exposure, gamma, white balance,
+    contrast and saturation, then (each with its own chance) lens blur, sensor noise and JPEG compression, in the
+    order a camera applies them. Ranges stay within what webcams and phone video produce, so the structure (and the
+    teacher's line art) is kept."""
+    x = rgb.astype(np.float32) / 255.0
+    x = x ** rng.uniform(0.8, 1.25)
+    x = x * (2.0 ** rng.uniform(-0.4, 0.4)) * np.array([rng.uniform(0.92, 1.08), 1.0, rng.uniform(0.92, 1.08)],
+                                                      dtype=np.float32)
+    mean = float(x.mean())
+    x = (x - mean) * rng.uniform(0.8, 1.2) + mean
+    luma = (x @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[..., None]
+    x = np.clip(luma + (x - luma) * rng.uniform(0.7, 1.3), 0.0, 1.0)
+    if rng.random() < 0.3:
+        x = cv2.GaussianBlur(x, (0, 0), rng.uniform(0.4, 1.0))
+    if rng.random() < 0.5:
+        x = x + rng.normal(0.0, rng.uniform(1.0, 4.0) / 255.0, x.shape).astype(np.float32)
+    out = (np.clip(x, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    if rng.random() < 0.5:
+        ok, buf = cv2.imencode(".jpg", out[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(40, 91))])
+        out = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
+    return np.ascontiguousarray(out)
 
 
 # --- the on-disk cache ---------------------------------------------------------------------------------------------
@@ -358,12 +384,17 @@ class TrainData:
 
     def _pair_crop(self, item: Item, rng: np.random.Generator) -> list[np.ndarray]:
         assert item.target is not None
-        pair = self._crop([read_image(item.photo), read_image(item.target)], rng, False)
-        if self.config.pair_augment == "dihedral":
-            # Drawn after the crop so runs without augmentation keep their batches.
-            turns, mirror = divmod(int(rng.integers(0, 8)), 2)
-            pair = [np.rot90(p[:, ::-1] if mirror else p, turns) for p in pair]
-        return pair
+        photo, target = read_image(item.photo), read_image(item.target)
+        c = self.config.crop
+        top, left = int(rng.integers(0, photo.shape[0] - c + 1)), int(rng.integers(0, photo.shape[1] - c + 1))
+        # Each option draws after the ones older than it, so runs without it keep their batches.
+        turns, mirror = divmod(int(rng.integers(0, 8)), 2) if self.config.pair_augment == "dihedral" else (0, 0)
+        if self.config.pair_jitter and rng.random() < self.config.pair_jitter:
+            # The whole photo is jittered and rendered, not the crop: the teacher's filters see past the crop.
+            photo = camera_jitter(photo, rng)
+            target = self.teacher.render(photo)
+        pair = [image[top:top + c, left:left + c] for image in (photo, target)]
+        return [np.rot90(p[:, ::-1] if mirror else p, turns) for p in pair]
 
     def _tensor(self, images: list[np.ndarray]) -> torch.Tensor:
         return torch.cat([image_to_tensor(np.ascontiguousarray(im)) for im in images]).to(self.device)
@@ -416,10 +447,11 @@ class TrainData:
         return {"photos": list(c.photos), "heldout": list(c.heldout), "pairs": list(c.pairs) or "same as photos",
                 "anime": list(c.anime) or "teacher outputs of other photos", "teacher": self.teacher.name,
                 "work_side": c.work_side, "pair_sides": list(c.pair_sides), "pair_augment": c.pair_augment,
+                "pair_jitter": c.pair_jitter,
                 "crop": c.crop, "batch_size": c.batch_size, "holdout": c.holdout,
                 "n_train_photos": len(self.photos), "n_train_pairs": len(self.pairs), "n_anime": len(self.anime),
                 "n_heldout": len(self.heldout), "cache": str(self.cache.root)}
 
 
-__all__ = ["Batch", "Item", "PairCache", "Teacher", "TrainData", "balanced_draws", "content_digest", "holdout_split",
-           "list_images", "make_teacher", "resize_short_side"]
+__all__ = ["Batch", "Item", "PairCache", "Teacher", "TrainData", "balanced_draws", "camera_jitter", "content_digest",
+           "holdout_split", "list_images", "make_teacher", "resize_short_side"]
