@@ -369,6 +369,7 @@ def test_bundled_recipes_and_variants():
     assert lite.out_dir.name == "default-cpu-nijigan-lite"
     finish = load_config("finish-cpu", preset="nijigan")
     assert finish.data.pair_augment == "dihedral" and lite.data.pair_augment == "none"
+    assert finish.data.pair_jitter == 0.5 and lite.data.pair_jitter == 0.0
     assert finish.data.work_side not in finish.data.pair_sides and min(finish.data.pair_sides) >= finish.data.crop
     paper = load_config("paper-gpu", cli={"data.teacher": "Shinkai_net_G.pth"})
     assert paper.model.solver.startswith("dopri5") and paper.data.crop == 256 and paper.data.batch_size == 1
