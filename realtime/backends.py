@@ -43,6 +43,22 @@ def resolve_device(name: str, *, param: str = "device") -> torch.device:
     return device
 
 
+PRECISION_CHOICES: tuple[str, ...] = ("auto", "fp32", "fp16")
+
+
+def resolve_precision(name: str, device: torch.device, *, param: str = "--precision") -> str:
+    """``auto`` → fp16 on CUDA (1.25-1.35x faster than TF32 on an H200, outputs within 0.002; BENCHMARKS.md, GPU) and
+    fp32 elsewhere; an explicit fp16 needs CUDA, where CPUs run half precision 10-50x slower."""
+    if name not in PRECISION_CHOICES:
+        raise ValueError(f"{param} {name!r} is not supported; allowed: {', '.join(PRECISION_CHOICES)}")
+    if name == "auto":
+        return "fp16" if device.type == "cuda" else "fp32"
+    if name == "fp16" and device.type != "cuda":
+        raise RtAnimeError(f"{param} fp16 needs a CUDA device, and the model runs on {device}: CPUs run half "
+                           "precision 10-50x slower (allowed here: auto, fp32)")
+    return name
+
+
 @dataclass(frozen=True, kw_only=True)
 class BackendConfig:
     """How to run the generator.
@@ -52,8 +68,8 @@ class BackendConfig:
             ``tensorrt`` (CUDA only). The graph backends need a fixed-step solver.
         device: ``cpu`` or ``cuda[:i]``; ``auto`` picks CUDA when torch sees one.
         precision: ``fp16`` only on CUDA (half precision is 10–50× slower than fp32 on CPUs without native support).
-        channels_last: NHWC memory layout for the torch backends. Off by default: on CPU, whole CUT-style networks ran
-            as fast or faster in NCHW (BENCHMARKS.md); on GPUs with tensor cores NHWC usually wins.
+        channels_last: NHWC memory layout for the torch backends. Off by default: whole CUT-style networks ran as fast
+            or faster in NCHW on CPU, and 1.5-1.8x slower in NHWC fp16 on an H200 (BENCHMARKS.md, GPU).
         threads: CPU threads for torch and onnxruntime (None: leave torch's setting).
     """
 
@@ -131,7 +147,9 @@ class TorchScriptBackend(TorchBackend):
             example = torch.zeros(shape, device=self.device, dtype=self.dtype).contiguous(
                 memory_format=self.memory_format)
             logger.info("tracing %s for input %s", model.family, shape)
-            return export.trace(self.module, example)
+            # Freezing folds conv + add/ReLU for the CPU's oneDNN kernels; on CUDA it bought nothing measurable and
+            # its conv folding hit an internal assert in torch 2.11 on the bundled NijiGAN models (BENCHMARKS.md, GPU).
+            return export.trace(self.module, example, freeze=self.device.type == "cpu")
 
         self._graphs = _PerShape(build)
 

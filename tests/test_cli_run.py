@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import needs_cuda
 from media import ClipSpec, corrupt_video_packet, make_audio_only, make_clip, packet_payloads, truncate, video_times
 from realtime.cli import main
 
@@ -90,6 +91,22 @@ def test_folder_to_video_needs_fps(tmp_path, capsys):
     assert main([str(tmp_path / "in"), str(tmp_path / "v.mp4"), *MODEL]) == 2
     one_line_error(capsys, "needs a frame rate: add --fps")
     assert not (tmp_path / "v.mp4").exists()
+
+
+def test_fp16_on_the_cpu_is_refused_and_auto_picks_fp16_on_cuda_only(clip, tmp_path, capsys):
+    import torch
+
+    from realtime.backends import resolve_precision
+
+    out = tmp_path / "h.mp4"
+    assert main([str(clip), str(out), *MODEL, "--device", "cpu", "--precision", "fp16"]) == 2
+    one_line_error(capsys, r"--precision fp16 needs a CUDA device.*allowed here: auto, fp32")
+    assert not out.exists()
+    assert resolve_precision("auto", torch.device("cuda", 0)) == "fp16"
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    assert resolve_precision("fp32", torch.device("cuda")) == "fp32"
+    with pytest.raises(ValueError, match="--precision 'bf16'.*auto, fp32, fp16"):
+        resolve_precision("bf16", torch.device("cpu"))
 
 
 def test_mixed_sizes_to_video_is_refused(tmp_path, capsys):
@@ -219,5 +236,23 @@ def test_channels_last_backend_leaves_the_model_untouched():
     assert all(p.is_contiguous() for p in g.parameters()), "building a backend must not convert the model"
     x = torch.rand(1, 3, 16, 16) * 2 - 1
     with torch.no_grad():
-        torch.testing.assert_close(make_backend(g, BackendConfig(name="torch", channels_last=True))(x), g(x),
-                                   atol=1e-5, rtol=0)
+        torch.testing.assert_close(make_backend(g, BackendConfig(name="torch", device="cpu", channels_last=True))(x),
+                                   g(x), atol=1e-5, rtol=0)
+
+
+@needs_cuda
+def test_cuda_fp16_backend_matches_the_cpu_model_and_leaves_it_on_the_cpu():
+    import torch
+
+    import realtime
+    from realtime.backends import BackendConfig, make_backend
+
+    g = realtime.create_generator("nijigan-lite", ngf=8).eval()
+    backend = make_backend(g, BackendConfig(name="torch", device="cuda", precision="fp16", channels_last=True))
+    assert all(p.device.type == "cpu" and p.dtype == torch.float32 for p in g.parameters())
+    x = torch.rand(2, 3, 64, 96) * 2 - 1
+    with torch.no_grad():
+        y, ref = backend(x), g(x)
+    assert y.is_cuda and y.dtype == torch.float32
+    mse = (y.cpu() - ref).pow(2).mean().item()
+    assert 10 * torch.log10(torch.tensor(4.0 / max(mse, 1e-12))).item() > 40  # fp16 looks the same

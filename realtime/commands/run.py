@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..backends import BACKEND_NAMES, BackendConfig, make_backend
+from ..backends import (BACKEND_NAMES, PRECISION_CHOICES, BackendConfig, make_backend, resolve_device,
+                        resolve_precision)
 from ..errors import RtAnimeError
 from ..jobs import classify_input, classify_output, parse_fps, run_job
 from ..pipeline import EncodeConfig, PipelineConfig
@@ -26,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=BACKEND_NAMES, default="torch",
                         help="inference runtime (graph backends need a fixed-step solver; tensorrt needs CUDA)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+                        help="model arithmetic: auto = fp16 on CUDA, fp32 on CPU (default auto)")
     parser.add_argument("--batch", type=int, default=1, metavar="N", help="frames per model call (default 1)")
     parser.add_argument("--max-side", type=int, metavar="N",
                         help="run the model on frames downscaled so the longer side is at most N, scale back")
@@ -71,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
     model = _model(args)
     if args.stabilize == "finetune":
         model = stabilized_model(model, args)
-    backend = make_backend(model, BackendConfig(name=args.backend, device=args.device, threads=args.threads))
+    precision = resolve_precision(args.precision, resolve_device(args.device, param="--device"))
+    backend = make_backend(model, BackendConfig(name=args.backend, device=args.device, precision=precision,
+                                                threads=args.threads))
     if args.tile:
         backend = TiledTranslate(backend, tile=args.tile, overlap=args.tile_overlap, multiple=model.size_multiple)
     if args.temporal == "blend":

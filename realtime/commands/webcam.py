@@ -25,7 +25,8 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from ..backends import BACKEND_NAMES, BackendConfig, make_backend
+from ..backends import (BACKEND_NAMES, PRECISION_CHOICES, BackendConfig, make_backend, resolve_device,
+                        resolve_precision)
 from ..live.camera import CameraConfig
 from ..live.webcam import WebcamConfig, run_webcam
 from ..temporal.blend import TEMPORAL_MODES, TemporalBlend
@@ -50,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=BACKEND_NAMES, default="torch", help="inference runtime (default torch)")
     parser.add_argument("--compute-device", default="auto", metavar="auto|cpu|cuda[:N]",
                         help="where the model runs (default auto)")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+                        help="model arithmetic: auto = fp16 on CUDA, fp32 on CPU (default auto)")
     parser.add_argument("--threads", type=int, help="CPU threads for inference")
     parser.add_argument("--temporal", choices=TEMPORAL_MODES, default="none",
                         help="blend = flow-guided blending of the previous output against flicker (default none)")
@@ -85,7 +88,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--loop applies to a video file or URL --device, not to camera {args.device}")
     camera = CameraConfig(device=args.device, size=parse_size(args.size, flag="--size"), mirror=args.mirror,
                           loop=args.loop)
-    backend_config = BackendConfig(name=args.backend, device=args.compute_device, threads=args.threads)
+    precision = resolve_precision(args.precision, resolve_device(args.compute_device, param="--compute-device"))
+    backend_config = BackendConfig(name=args.backend, device=args.compute_device, precision=precision,
+                                   threads=args.threads)
     device = backend_config.resolved_device()
     max_side = parse_max_side(args.max_side, flag="--max-side", device_type=device.type, cpu_default=CPU_MAX_SIDE)
     record = Path(args.record).expanduser() if args.record else None

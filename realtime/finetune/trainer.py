@@ -255,7 +255,9 @@ def finetune_generator(base: Generator, store: TripletStore, config: FinetuneCon
     if interpolator is None:
         interpolator = make_interpolator(config.interpolator, device=device, ncnn_model=config.ncnn_model,
                                          rife_scale=config.rife_scale)
-    base = base.to(device).eval()
+    # A frozen copy on the device: Module.to, eval and requires_grad_ act in place, and the caller's model must keep
+    # its device, mode and gradients (on a GPU machine the CPU model would otherwise come back moved to CUDA).
+    base = copy.deepcopy(base).to(device).eval()
     base.requires_grad_(False)
     model = copy.deepcopy(base).train()
     model.requires_grad_(True)
