@@ -47,7 +47,7 @@ PRECISION_CHOICES: tuple[str, ...] = ("auto", "fp32", "fp16")
 
 
 def resolve_precision(name: str, device: torch.device, *, param: str = "--precision") -> str:
-    """``auto`` → fp16 on CUDA (1.25-1.35x faster than TF32 on an H200, outputs within 0.002; BENCHMARKS.md, GPU) and
+    """``auto`` → fp16 on CUDA (1.24-1.37x faster than TF32 on an H200, outputs within 0.002; BENCHMARKS.md, GPU) and
     fp32 elsewhere; an explicit fp16 needs CUDA, where CPUs run half precision 10-50x slower."""
     if name not in PRECISION_CHOICES:
         raise ValueError(f"{param} {name!r} is not supported; allowed: {', '.join(PRECISION_CHOICES)}")
