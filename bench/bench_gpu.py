@@ -202,34 +202,136 @@ def bench_kernels(device, size, runs) -> list[dict]:
     return rows
 
 
+# End-to-end variants: where the frames are converted, the interpreter's GIL switch interval, CUDA-graph replay.
+E2E_VARIANTS = {
+    "cpu convert": {"convert": "cpu"},  # the pipeline before session 15: float32 RGB made on the CPU, then copied up
+    "gpu convert": {"convert": "gpu"},  # 8-bit planes uploaded, CuPy conversion (the default since session 15)
+    "gpu convert, switch 0.5 ms": {"convert": "gpu", "switch": 0.0005},
+    "gpu convert, CUDA graph": {"convert": "gpu", "graph": True},
+}
+
+
+class _Graphed:
+    """A backend whose forward is a CUDA-graph replay for one input shape (built on the first call)."""
+
+    def __init__(self, backend) -> None:
+        self.backend, self.name, self.device, self._run = backend, backend.name + "+graph", backend.device, None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self._run is None:
+            self._run = graphed(self.backend, x)
+        return self._run(x)
+
+
+def _decode_loop(clip: Path, device: torch.device, convert: str, stop) -> None:
+    """Decode and convert the clip over and over (the decode stage's CPU work, without the pipeline)."""
+    import av
+
+    from realtime.pipeline.convert import _frame_to_tensor
+
+    target = device if convert == "gpu" else None
+    while not stop.is_set():
+        with av.open(str(clip)) as container:
+            for vf in container.decode(video=0):
+                _frame_to_tensor(vf, target)
+                if stop.is_set():
+                    return
+
+
+def _encode_loop(path: Path, width: int, height: int, stop) -> None:
+    """Encode one picture with x264 veryfast over and over (the encode stage's CPU work, without the pipeline)."""
+    import av
+
+    picture = av.VideoFrame.from_ndarray(np.random.default_rng(0).integers(0, 256, (height, width, 3), np.uint8),
+                                         format="rgb24").reformat(format="yuv420p")
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25, options={"preset": "veryfast", "crf": "18"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        i = 0
+        while not stop.is_set():
+            picture.pts = i
+            out.mux(stream.encode(picture))
+            i += 1
+        out.mux(stream.encode(None))
+
+
+def _min_frame_psnr(a: Path, b: Path) -> float:
+    import av
+
+    with av.open(str(a)) as ca, av.open(str(b)) as cb:
+        pairs = zip(ca.decode(video=0), cb.decode(video=0), strict=True)
+        worst = float("inf")
+        for fa, fb in pairs:
+            d = fa.to_ndarray(format="rgb24").astype(np.float64) - fb.to_ndarray(format="rgb24")
+            worst = min(worst, 10 * np.log10(255.0**2 / max(float((d**2).mean()), 1e-12)))
+    return worst
+
+
 def bench_end_to_end(device, size, frames, tmp: Path) -> list[dict]:
+    import threading
+    from unittest import mock
+
     from realtime.jobs import classify_input, classify_output, run_job
-    from realtime.pipeline import EncodeConfig, PipelineConfig
+    from realtime.pipeline import EncodeConfig, PipelineConfig, convert, decode
 
     w, h = size
     clip = tmp / "clip.mp4"
     make_clip(clip, w, h, frames)
     rows = []
+    cpu_convert = lambda vf, device=None: convert._frame_to_tensor(vf)  # noqa: E731
     for label, name in (("niji-lite (bundled)", "niji-lite"), ("niji (bundled)", "niji")):
         model = build(name, None)
-        for batch in (1, 4):
-            row = {"model": label, "size": f"{w}x{h}", "batch": batch, "frames": frames, "variant": "torch fp16"}
+        precision = "fp16" if device.type == "cuda" else "fp32"
+        backend = make_backend(model, BackendConfig(name="torch", device=str(device), precision=precision))
+        x = torch.rand(1, 3, h, w, device=device) * 2 - 1
+        idle_ms = median_ms(lambda: backend(x), device, runs=10)
+        # Model-only while another thread decodes and converts, or encodes: how much each stage's work slows it.
+        probes = {"a cpu-convert decode thread": (_decode_loop, (clip, device, "cpu")),
+                  "a gpu-convert decode thread": (_decode_loop, (clip, device, "gpu")),
+                  "an x264 encode thread": (_encode_loop, (tmp / "probe.mp4", w, h))}
+        for probe, (target, probe_args) in probes.items():
+            stop = threading.Event()
+            worker = threading.Thread(target=target, args=(*probe_args, stop), daemon=True)
+            worker.start()
             try:
-                precision = "fp16" if device.type == "cuda" else "fp32"
-                backend = make_backend(model, BackendConfig(name="torch", device=str(device), precision=precision))
-                x = torch.rand(batch, 3, h, w, device=device) * 2 - 1
-                ms = median_ms(lambda: backend(x), device, runs=10)
-                out = tmp / f"out_{name}_{batch}.mp4"
-                result = run_job(classify_input(str(clip)), classify_output(str(out)), backend,
-                                 config=PipelineConfig(size_multiple=model.size_multiple, batch_size=batch,
-                                                       device=str(device)),
-                                 encode=EncodeConfig(preset="veryfast"))
+                loaded_ms = median_ms(lambda: backend(x), device, runs=10)
+            finally:
+                stop.set()
+                worker.join()
+            rows.append({"model": label, "size": f"{w}x{h}", "probe": f"model-only beside {probe}",
+                         "ms": round(loaded_ms, 2), "idle_ms": round(idle_ms, 2)})
+            logger.info("%s", rows[-1])
+        reference = None
+        for variant, spec in E2E_VARIANTS.items():
+            if spec.get("graph") and device.type != "cuda":
+                continue
+            row = {"model": label, "size": f"{w}x{h}", "batch": 1, "frames": frames, "variant": variant,
+                   "model_only_fps": round(1e3 / idle_ms, 1)}
+            switch = sys.getswitchinterval()
+            try:
+                translate = _Graphed(backend) if spec.get("graph") else backend
+                if "switch" in spec:
+                    sys.setswitchinterval(spec["switch"])
+                patch = (mock.patch.object(decode, "_frame_to_tensor", cpu_convert) if spec["convert"] == "cpu"
+                         else mock.patch.object(decode, "_frame_to_tensor", decode._frame_to_tensor))
+                out = tmp / f"out_{name}_{len(rows)}.mp4"
+                with patch:
+                    result = run_job(classify_input(str(clip)), classify_output(str(out)), translate,
+                                     config=PipelineConfig(size_multiple=model.size_multiple, batch_size=1,
+                                                           device=str(device)),
+                                     encode=EncodeConfig(preset="veryfast", overwrite=True))
                 st = result.pipeline.stage_seconds
-                row.update(model_only_fps=round(batch * 1e3 / ms, 1), e2e_fps=round(result.fps, 1),
-                           frames_out=result.frames, stage_busy_s={k: round(v, 2) for k, v in st.items()},
-                           model_seconds=round(result.model_seconds, 2))
+                if reference is None:
+                    reference = out
+                else:  # a stream race would show as a frame unlike the reference run's
+                    row["min_frame_psnr_vs_first"] = round(float(_min_frame_psnr(reference, out)), 1)
+                row.update(e2e_fps=round(result.fps, 1), frames_out=result.frames,
+                           stage_busy_s={k: round(v, 2) for k, v in st.items()},
+                           model_ms_per_frame=round(1e3 * result.model_seconds / max(result.frames, 1), 2))
             except Exception as exc:
                 row["error"] = f"{type(exc).__name__}: {exc}"[:300]
+            finally:
+                sys.setswitchinterval(switch)
             rows.append(row)
             logger.info("%s", row)
     return rows

@@ -23,7 +23,8 @@ libswscale does (untagged = BT.601 limited).  The conversion itself is the speci
   is therefore rounded to 8-bit RGB);
 * ``"reference"`` -- the torch specification in :mod:`kernels._cpu`;
 * ``"cuda"`` -- the CuPy kernels (needs ``pip install 'rt-anime[gpu]'``);
-* ``"auto"`` -- ``"cuda"`` for CUDA devices/tensors, otherwise ``"pyav"``, which ``bench/bench_kernels.py``
+* ``"auto"`` -- ``"cuda"`` for CUDA devices/tensors when CuPy is usable (without it, the CPU conversion and one
+  copy to or from the device), otherwise ``"pyav"``, which ``bench/bench_kernels.py``
   measured fastest among the conversions that meet the <= 1 LSB bar.  Exceptions, both using
   ``"reference"``: ``yuv420p10le`` output (libswscale would only get 8-bit RGB -- its 16-bit/float RGB input
   is biased -- which defeats the point of 10-bit output) and ``chroma_location="left"`` input (PyAV 18 cannot
@@ -135,8 +136,8 @@ def frame_to_tensor(
     Args:
         frame: A ``yuv420p``, ``yuvj420p``, ``nv12`` or ``yuv420p10le`` frame; its ``colorspace`` and
             ``color_range`` tags select the matrix and range (untagged: BT.601, limited).
-        device: Where the tensor should live.  For CUDA devices only the 4:2:0 planes are uploaded and the
-            conversion runs on the GPU.
+        device: Where the tensor should live.  For CUDA devices (with CuPy) only the 4:2:0 planes are uploaded
+            and the conversion runs on the GPU.
         method: ``"auto"``, ``"pyav"``, ``"reference"`` or ``"cuda"`` (see the module docstring).
         chroma_location: Chroma siting of the stream: ``None``/``"center"`` (libswscale's reading of an
             untagged frame) or ``"left"`` (the H.264/HEVC/MPEG-2 default, which FFmpeg's decoders tag).  PyAV 18
@@ -163,7 +164,8 @@ def frame_to_tensor(
         )
     siting = _colour.resolve_chroma_location(chroma_location)
     if method == "auto":
-        method = "cuda" if device.type == "cuda" else ("pyav" if siting == "center" else "reference")
+        on_gpu = device.type == "cuda" and cuda_available()
+        method = "cuda" if on_gpu else ("pyav" if siting == "center" else "reference")
     if method == "pyav" and siting != "center":
         raise ValueError(
             f"method='pyav' cannot convert chroma_location={siting!r}: PyAV 18 cannot set a frame's chroma "
@@ -246,7 +248,7 @@ def tensor_to_frame(
             it); the frame is tagged with it.
         color_range: ``"limited"``/``"full"`` or an ``AVColorRange`` value; the frame is tagged with it.
         method: ``"auto"``, ``"pyav"``, ``"reference"`` or ``"cuda"``; ``"auto"`` converts CUDA tensors on
-            the GPU and downloads only the 4:2:0 planes.
+            the GPU and downloads only the 4:2:0 planes (with CuPy; without it, on the CPU after a download).
 
     Returns:
         A new frame with ``colorspace`` and ``color_range`` set.
@@ -264,7 +266,7 @@ def tensor_to_frame(
     if method == "auto":
         # libswscale only gets 8-bit RGB in (see _frames.pyav_from_tensor), which would throw away what 10-bit
         # output is for, so 10-bit output on the CPU uses the exact reference instead.
-        method = "cuda" if t.is_cuda else ("reference" if format == "yuv420p10le" else "pyav")
+        method = "cuda" if t.is_cuda and cuda_available() else ("reference" if format == "yuv420p10le" else "pyav")
     module = _MODULES[format]
     logger.debug("tensor_to_frame %s %s/%s via %s", format, matrix, rng, method)
     if method == "cuda":

@@ -256,3 +256,27 @@ def test_cuda_fp16_backend_matches_the_cpu_model_and_leaves_it_on_the_cpu():
     assert y.is_cuda and y.dtype == torch.float32
     mse = (y.cpu() - ref).pow(2).mean().item()
     assert 10 * torch.log10(torch.tensor(4.0 / max(mse, 1e-12))).item() > 40  # fp16 looks the same
+
+
+@needs_cuda
+@pytest.mark.parametrize("cupy", [True, False], ids=["cupy", "no-cupy"])
+def test_cuda_run_writes_what_the_cpu_run_writes(clip, tmp_path, monkeypatch, cupy):
+    import torch
+
+    import kernels
+    from media import video_frames_rgb
+
+    if cupy and not kernels.cuda_available():
+        pytest.skip("CuPy with a CUDA device is not available")
+    if not cupy:  # frames then convert on the CPU on both sides of the GPU model
+        monkeypatch.setattr(kernels, "cuda_available", lambda: False)
+    outs = {}
+    for device in ("cpu", "cuda"):
+        outs[device] = tmp_path / f"{device}.mp4"
+        torch.manual_seed(0)  # the same random weights for both runs
+        assert main([str(clip), str(outs[device]), *MODEL, "--device", device, "--precision", "fp32"]) == 0
+    assert video_times(outs["cuda"]) == video_times(outs["cpu"])
+    cpu, gpu = (np.stack(video_frames_rgb(outs[d])).astype(np.float64) for d in ("cpu", "cuda"))
+    # Frame by frame, so a frame read before its conversion finished (a stream race) cannot hide in a mean.
+    psnr = 10 * np.log10(255.0**2 / np.maximum(((cpu - gpu) ** 2).mean(axis=(1, 2, 3)), 1e-12))
+    assert psnr.min() > 35, psnr  # TF32 convolutions and 1-LSB conversion differences, then x264 on both

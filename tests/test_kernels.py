@@ -348,7 +348,7 @@ def test_cuda_functions_explain_how_to_get_cuda() -> None:
         lambda: yuv420p.yuv420p_to_rgb_cuda(y, u, v),
         lambda: nv12.rgb_to_nv12_cuda(torch.zeros(3, 8, 16)),
         lambda: yuv420p10.rgb_to_yuv420p10_cuda(torch.zeros(3, 8, 16)),
-        lambda: kernels.frame_to_tensor(frame, device="cuda"),
+        lambda: kernels.frame_to_tensor(frame, device="cuda", method="cuda"),  # "auto" would convert on the CPU
         lambda: kernels.tensor_to_frame(torch.zeros(3, 8, 16), method="cuda"),
     ):
         with pytest.raises(RuntimeError, match=r"pip install 'rt-anime\[gpu\]'"):

@@ -448,12 +448,12 @@ def test_decode_error_while_translate_is_backed_up(basic_mp4: Path, tmp_path: Pa
     real = decode_module._frame_to_tensor
     count = 0
 
-    def flaky(frame: av.VideoFrame) -> torch.Tensor:
+    def flaky(frame: av.VideoFrame, device: torch.device | None = None) -> torch.Tensor:
         nonlocal count
         count += 1
         if count == 8:
             raise Boom("decoder exploded")
-        return real(frame)
+        return real(frame, device)
 
     def slow(x: torch.Tensor) -> torch.Tensor:
         import time

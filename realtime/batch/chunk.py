@@ -26,6 +26,7 @@ from pathlib import Path
 
 import av
 import av.error
+import torch
 
 from ..frames import Frame
 from ..pipeline.config import EncodeConfig, PipelineConfig
@@ -87,8 +88,10 @@ class ChunkFrames:
     fed to the decoder and the decoder was drained, so reordered frames (B-frames) at the end are not lost.
     """
 
-    def __init__(self, path: str | os.PathLike[str], stream_index: int, chunk: Chunk) -> None:
+    def __init__(self, path: str | os.PathLike[str], stream_index: int, chunk: Chunk,
+                 device: str | torch.device = "cpu") -> None:
         self.path = os.fspath(path)
+        self.device = torch.device(device)
         self.stream_index = stream_index
         self.chunk = chunk
         self.lower = chunk.warmup_pts if chunk.warmup_pts is not None else chunk.start_pts
@@ -172,7 +175,7 @@ class ChunkFrames:
             self._last_pts = pts
             if not self._in_range(pts, self.lower):
                 continue
-            yield Frame(data=_frame_to_tensor(vf), pts=pts, time_base=time_base, index=self.frames,
+            yield Frame(data=_frame_to_tensor(vf, self.device), pts=pts, time_base=time_base, index=self.frames,
                         duration=vf.duration or None)
             self.frames += 1
 
@@ -235,7 +238,7 @@ def run_chunk(task: ChunkTask, translate: TranslateFn, *, workdir: str | os.Path
         with InputVideo(task.input_path, copy_audio=False, copy_subtitles=False) as source:
             info = source.info
             output_hw = (config.size[1], config.size[0]) if config.size else (info.height, info.width)
-            reader = ChunkFrames(task.input_path, source.video.index, chunk)
+            reader = ChunkFrames(task.input_path, source.video.index, chunk, config.device)
             output = _ChunkOutput(tmp, encode=encode, source=source, output_hw=output_hw, display_name=label,
                                   keep_from=chunk.start_pts)
             try:

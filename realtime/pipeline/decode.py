@@ -25,6 +25,7 @@ from typing import Any
 
 import av
 import av.error
+import torch
 from av.sidedata.sidedata import Type as SideDataType
 
 from ..frames import Frame
@@ -93,6 +94,8 @@ class InputVideo:
         copy_subtitles: Emit the packets of every subtitle stream.
         format: FFmpeg demuxer to force (``image2`` for image sequences); ``None`` probes.
         options: Demuxer options (``{"framerate": "30000/1001", "pattern_type": "glob"}`` for ``image2``).
+        device: Where decoded frames' pixels should end up (the model's device): on a CUDA device the common
+            pixel formats are uploaded as planes and converted there (``_frame_to_tensor``).
 
     Raises:
         InputError: the input does not exist or FFmpeg cannot open it.
@@ -107,8 +110,10 @@ class InputVideo:
         copy_subtitles: bool = True,
         format: str | None = None,
         options: dict[str, str] | None = None,
+        device: str | torch.device = "cpu",
     ) -> None:
         self.path = os.fspath(path)
+        self.device = torch.device(device)
         if format is None and "://" not in self.path and not os.path.exists(self.path):
             raise InputError("input file not found", path=self.path)
         try:
@@ -258,7 +263,7 @@ class InputVideo:
             pts = 0 if self._last_pts is None else self._last_pts + step
         self._last_pts = pts
         frame = Frame(
-            data=_frame_to_tensor(vf),
+            data=_frame_to_tensor(vf, self.device),
             pts=pts,
             time_base=time_base,
             index=self.frames_decoded,
