@@ -38,7 +38,7 @@ def _frame_to_tensor(frame: av.VideoFrame, device: torch.device | None = None) -
     On the CPU the result is a channels-first *view* of an HWC buffer: converting in memory order and letting the
     batch ``torch.stack`` do the one layout copy saves a full pass per frame. For a CUDA ``device`` (with CuPy) the
     common formats upload their 8- or 10-bit planes (1.5 bytes a pixel, not float32 RGB's 12) and convert on the
-    GPU (BENCHMARKS.md, GPU: 16-18 % more frames per second end to end at 1080p on an H200); other formats, and
+    GPU (BENCHMARKS.md, GPU: 16-25 % more frames per second end to end at 1080p on an H200); other formats, and
     CUDA without CuPy, convert on the CPU and are left there for the translate stage to move.
     """
     if frame.format.name in kernels.INPUT_FORMATS:
