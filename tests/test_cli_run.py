@@ -277,6 +277,6 @@ def test_cuda_run_writes_what_the_cpu_run_writes(clip, tmp_path, monkeypatch, cu
         assert main([str(clip), str(outs[device]), *MODEL, "--device", device, "--precision", "fp32"]) == 0
     assert video_times(outs["cuda"]) == video_times(outs["cpu"])
     cpu, gpu = (np.stack(video_frames_rgb(outs[d])).astype(np.float64) for d in ("cpu", "cuda"))
-    # Frame by frame, so a frame read before its conversion finished (a stream race) cannot hide in a mean.
+    # Frame by frame, so one wrong frame (read before its conversion finished, or mixed up) cannot hide in a mean.
     psnr = 10 * np.log10(255.0**2 / np.maximum(((cpu - gpu) ** 2).mean(axis=(1, 2, 3)), 1e-12))
     assert psnr.min() > 35, psnr  # TF32 convolutions and 1-LSB conversion differences, then x264 on both
