@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 import realtime
 from realtime.train.losses import (ContrastiveConfig, GANLoss, HDCELoss, PatchNCELoss, SRCHDCELoss, SRCLoss,
-                                   StylePatchNCE, StylePatchNCEConfig, gram_matrix, hdce_weights, js_divergence,
-                                   l1_loss, tv_loss)
+                                   StylePatchNCE, StylePatchNCEConfig, edge_l1_loss, edge_map, gram_matrix,
+                                   hdce_weights, js_divergence, l1_loss, tv_loss)
 from realtime.train.networks import NLayerDiscriminator, PatchSampleF, init_weights, output_size
 from realtime.train.schedules import (ScheduleConfig, hdce_gamma, hdce_gamma_at_iteration, lambda_sup,
                                       lambda_sup_at_iteration, lambda_sup_official, linear_lr_factor,
@@ -317,6 +317,41 @@ def test_tv_l1_and_gram_hand_values():
     torch.testing.assert_close(gram_matrix(f), torch.tensor([[[5.0, 11.0], [11.0, 25.0]]]) / 4)
     with pytest.raises(ValueError, match="`kind`"):
         tv_loss(x, "l3")
+
+
+def test_edge_map_marks_steps_and_thin_lines_and_nothing_on_flat_colour():
+    flat = torch.full((1, 3, 8, 8), 0.3)
+    assert edge_map(flat).abs().max().item() < 1e-5
+    step = torch.full((1, 3, 8, 8), -0.5)
+    step[..., 4:] = 0.5                                  # a luma step of 1.0 between columns 3 and 4
+    e = edge_map(step)[0, 0]
+    assert e.shape == (8, 8)
+    # Sobel gives 4·1.0 at columns 3 and 4; the 3×3 max widens that to 2..5; 4 / (4·0.5) saturates at 1.
+    assert torch.all(e[:, 2:6] == 1.0) and torch.all(e[:, :2] < 1e-5) and torch.all(e[:, 6:] < 1e-5)
+    line = torch.full((1, 3, 9, 9), 0.8)
+    line[..., 4] = 0.7                                   # a faint 1-px line: Sobel is 0 at its centre...
+    e = edge_map(line, saturate=0.5)[0, 0]
+    assert e[4, 4].item() == pytest.approx(4 * 0.1 / 2)  # ...but its neighbours' 0.4 reaches it through the max
+    assert e[4, 0].item() < 1e-5
+    with pytest.raises(ValueError, match="`y` must be"):
+        edge_map(torch.zeros(1, 1, 4, 4))
+
+
+def test_edge_l1_counts_errors_only_at_the_targets_edges():
+    y = torch.full((2, 3, 8, 8), -0.5)
+    y[..., 4:] = 0.5
+    w = edge_map(y)                                      # columns 2..5 are 1, the rest 0
+    assert edge_l1_loss(y + 0.2, y).item() == pytest.approx(0.2 * w.mean().item())
+    assert edge_l1_loss(y + 0.2, y).item() == pytest.approx(0.2 * 4 / 8)
+    off_edges = y.clone()
+    off_edges[..., 0] += 1.0                             # an error away from the target's edges costs nothing
+    assert edge_l1_loss(off_edges, y).item() < 1e-5
+    x = (y + 0.1).requires_grad_(True)
+    target = y.clone().requires_grad_(True)
+    edge_l1_loss(x, target).backward()
+    assert x.grad[..., 3].abs().sum() > 0 and x.grad[..., 0].abs().sum() == 0
+    # The map is a constant weight: the target's gradient is the plain weighted L1's, not through edge_map.
+    torch.testing.assert_close(target.grad, -x.grad)
 
 
 # --- schedules ------------------------------------------------------------------------------------------------------

@@ -274,6 +274,8 @@ class LossSection:
         lambda_l1: L1 between G(x_p) and y_p (not in the papers; pix2pix's pixel term).
         lambda_l2: Mean squared error between G(x_p) and y_p (not in the papers). PSNR's own objective: where a thin
             line's position is uncertain, L1's optimum is the median (no line) and MSE's the mean (a faint one).
+        lambda_edge_l1: L1 between G(x_p) and y_p counted only at y_p's edges and line art, on top of ``lambda_l1``
+            (:func:`~realtime.train.losses.edge_l1_loss`; not in the papers). Thin lines are where imitation fails.
         lambda_perceptual: Perceptual distance (``perceptual_kind``) on what ``perceptual_on`` says.
         perceptual_kind: ``vgg``: VGG16 feature MSE at ``perceptual_layer`` (Scenimefy's content loss);
             ``lpips``: the LPIPS v0.1-vgg distance (all five taps, unit-normalised, with its learned channel weights;
@@ -305,6 +307,7 @@ class LossSection:
     lambda_style: float = 0.05
     lambda_l1: float = 0.0
     lambda_l2: float = 0.0
+    lambda_edge_l1: float = 0.0
     lambda_perceptual: float = 0.0
     lambda_tv: float = 0.0
     perceptual_kind: str = "vgg"
@@ -324,7 +327,7 @@ class LossSection:
         s = self.SECTION
         _string(s, "gan_mode", self.gan_mode, choices=("lsgan", "vanilla"))
         for name in ("lambda_gan", "lambda_gan_p", "lambda_hdce", "lambda_src", "lambda_style", "lambda_l1",
-                     "lambda_l2", "lambda_perceptual", "lambda_tv"):
+                     "lambda_l2", "lambda_edge_l1", "lambda_perceptual", "lambda_tv"):
             _number(s, name, getattr(self, name), 0)
             object.__setattr__(self, name, float(getattr(self, name)))
         _string(s, "perceptual_kind", self.perceptual_kind, choices=("vgg", "lpips"))
@@ -480,10 +483,11 @@ class TrainConfig:
             raise ValueError(f"`name` must be usable as a folder name (no slashes), got {self.name!r}")
         _string("", "description", self.description)
         L = self.losses
-        if self.optim.warmup_iters and not (L.lambda_l1 > 0 or L.lambda_l2 > 0 or L.lambda_tv > 0):
+        if self.optim.warmup_iters and not (L.lambda_l1 > 0 or L.lambda_l2 > 0 or L.lambda_edge_l1 > 0
+                                            or L.lambda_tv > 0):
             raise ValueError(f"`optim.warmup_iters` is {self.optim.warmup_iters} but the warm-up has no loss: it "
-                             "trains on the pseudo-pairs' lambda_l1, lambda_l2 and lambda_tv; set one of them > 0 or "
-                             "warmup_iters = 0")
+                             "trains on the pseudo-pairs' lambda_l1, lambda_l2, lambda_edge_l1 and lambda_tv; set one "
+                             "of them > 0 or warmup_iters = 0")
         n_layers = len(getattr(self.model.build_generator(device="meta"), "model", ()))
         bad = [i for i in self.losses.nce_layers if n_layers and i >= n_layers]
         if bad:

@@ -53,7 +53,7 @@ from ..images import image_to_tensor, pad_to_multiple, tensor_to_image, write_im
 from .config import TrainConfig
 from .data import TrainData
 from .losses import (ContrastiveConfig, GANLoss, LPIPSLoss, PerceptualConfig, PerceptualLoss, SRCHDCELoss,
-                     StylePatchNCE, StylePatchNCEConfig, l1_loss, tv_loss)
+                     StylePatchNCE, StylePatchNCEConfig, edge_l1_loss, l1_loss, tv_loss)
 from .networks import NLayerDiscriminator, PatchSampleF, init_weights
 from .schedules import ScheduleConfig, linear_lr_scheduler
 
@@ -300,7 +300,7 @@ class Trainer:
 
     def _pair_terms(self, fake_p: torch.Tensor, y_p: torch.Tensor, log: dict[str, float], *,
                     perceptual: bool = True) -> torch.Tensor:
-        """Weighted L1 + L2 + perceptual (on pairs, unless ``perceptual`` is off) + TV of G(x_p) against y_p;
+        """Weighted L1 + L2 + edge L1 + perceptual (on pairs, unless ``perceptual`` is off) + TV of G(x_p) against y_p;
         unweighted values go to ``log``."""
         L = self.config.losses
         sup = torch.zeros((), device=self.device)
@@ -312,6 +312,10 @@ class Trainer:
             term = nn.functional.mse_loss(fake_p, y_p)
             sup = sup + L.lambda_l2 * term
             log["L2"] = term.item()
+        if L.lambda_edge_l1 > 0:
+            term = edge_l1_loss(fake_p, y_p)
+            sup = sup + L.lambda_edge_l1 * term
+            log["edge_L1"] = term.item()
         if perceptual and self.perceptual is not None and L.perceptual_on == "pair":
             term = self.perceptual(fake_p, y_p)
             sup = sup + L.lambda_perceptual * term
