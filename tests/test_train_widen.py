@@ -123,6 +123,7 @@ def test_finish_recipe_fine_tunes_trained_weights_with_l1_alone_and_a_decaying_r
     assert niji.optim.total_iters > finish.optim.total_iters
     # ngf 64 finishes with LPIPS beside L1 (the lite default stays L1 alone, as asserted below)
     assert (niji.losses.perceptual_kind, niji.losses.lambda_perceptual, niji.losses.lambda_l1) == ("lpips", 1.0, 10.0)
+    assert niji.losses.lambda_edge_l1 == 20.0 and finish.losses.lambda_edge_l1 == 0.0  # session 16's A/B: ngf 64 only
     photos = _write_photos(tmp_path / "photos", 4)
     start = _trained_like(4, **default.model.options)
     source = realtime.save_generator(start, tmp_path / "start")
