@@ -390,7 +390,7 @@ def edge_l1_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """L1 between ``x`` and its target ``y`` counted only where ``y`` has edges or line art (:func:`edge_map`).
 
     A mean over all pixels, not over edge pixels, so its weight adds to plain L1's near edges and lines: the
-    teacher's line art is ~3 % of the pixels and carried ~half the squared error of the bundled niji weights.
+    teacher's line art is ~3 % of the pixels and carried ~half the squared error of ``niji.cpu-v9``.
     The map comes from the target alone, so a line G draws where the target has none costs plain L1 only.
     """
     with torch.no_grad():
@@ -506,4 +506,5 @@ class LPIPSLoss(nn.Module):
 
 __all__ = ["ContrastiveConfig", "ContrastiveTerms", "GANLoss", "HDCELoss", "LPIPSLoss", "PatchNCELoss",
            "PerceptualConfig", "PerceptualLoss", "SRCHDCELoss", "SRCLoss", "SRCResult", "StylePatchNCE",
-           "StylePatchNCEConfig", "edge_l1_loss", "edge_map", "gram_matrix", "hdce_weights", "js_divergence", "l1_loss", "tv_loss"]
+           "StylePatchNCEConfig", "edge_l1_loss", "edge_map", "gram_matrix", "hdce_weights", "js_divergence",
+           "l1_loss", "tv_loss"]

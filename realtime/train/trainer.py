@@ -300,8 +300,8 @@ class Trainer:
 
     def _pair_terms(self, fake_p: torch.Tensor, y_p: torch.Tensor, log: dict[str, float], *,
                     perceptual: bool = True) -> torch.Tensor:
-        """Weighted L1 + L2 + edge L1 + perceptual (on pairs, unless ``perceptual`` is off) + TV of G(x_p) against y_p;
-        unweighted values go to ``log``."""
+        """Weighted L1 + L2 + edge L1 + perceptual (on pairs, unless ``perceptual`` is off) + TV of G(x_p) against
+        y_p; unweighted values go to ``log``."""
         L = self.config.losses
         sup = torch.zeros((), device=self.device)
         if L.lambda_l1 > 0:
