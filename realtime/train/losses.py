@@ -381,8 +381,8 @@ def edge_map(y: torch.Tensor, *, saturate: float = 0.5) -> torch.Tensor:
     luma = (y * y.new_tensor(_LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
     kx = y.new_tensor(_SOBEL).view(1, 1, 3, 3)
     padded = F.pad(luma, (1, 1, 1, 1), mode="replicate")
-    mag = torch.cat([F.conv2d(padded, kx), F.conv2d(padded, kx.transpose(2, 3))], 1).pow(2).sum(1, keepdim=True)
-    mag = mag.sqrt()  # a weight map, never differentiated: no epsilon needed at 0
+    gx, gy = F.conv2d(padded, kx), F.conv2d(padded, kx.transpose(2, 3))
+    mag = (gx * gx + gy * gy).sqrt()  # a weight map, never differentiated: no epsilon needed at 0
     return (F.max_pool2d(mag, 3, stride=1, padding=1) / (4 * saturate)).clamp(max=1.0)
 
 
