@@ -336,6 +336,49 @@ def test_pair_augment_and_pair_sides_keep_pairs_aligned(tmp_path):
         assert any(np.array_equal(to_bgr(x), photo) for photo, _ in cached)
 
 
+def test_alt_crop_alternates_sizes_and_draws_only_pairs_large_enough(tmp_path):
+    square = _write_photos(tmp_path / "sq", 3, seed=3, square=True)
+    base = ["data.holdout=0", "data.work_side=48", "data.crop=32", "data.batch_size=2", "data.pair_sides=[40, 64]"]
+    data = TrainData(_config(square, tmp_path / "cache", tmp_path / "out", *base, "data.alt_crop=48",
+                             "data.alt_batch_size=1").data, seed=0)
+    assert len(data.pairs) == 9  # 3 photos at 48, 40 and 64 px
+    sides = {it.target: cv2.imread(str(it.target)).shape[0] for it in data.pairs}
+    targets = {it.target: cv2.imread(str(it.target)) for it in data.pairs}
+
+    def source_of(t):  # the cached target a (mirror-free, unturned) crop was cut from
+        y = np.ascontiguousarray(t.add(1).mul(127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()[..., ::-1])
+        c = y.shape[0]
+        return {path for path, im in targets.items() for top in range(im.shape[0] - c + 1)
+                for left in range(im.shape[1] - c + 1) if np.array_equal(im[top:top + c, left:left + c], y)}
+
+    drawn = []
+    for iteration in range(6):
+        batch = data.batch(iteration)
+        crop, b = (48, 1) if iteration % 2 else (32, 2)
+        assert data.crop_at(iteration) == (crop, b)
+        for t in (batch.real_a, batch.real_b, batch.real_a_p, batch.real_b_p):
+            assert tuple(t.shape) == (b, 3, crop, crop)  # every branch at the iteration's size: they are concatenated
+        if iteration % 2:
+            hits = source_of(batch.real_b_p[0])
+            assert hits and all(sides[h] >= 48 for h in hits), "an alt crop came from a pair smaller than it"
+            drawn.append(hits)
+    # the 6 pairs of side >= 48 form an epoch of their own stream: three alt iterations, three distinct pairs
+    assert len(set.union(*drawn)) >= 3
+    assert data.summary()["alt_crop"] == 48 and data.summary()["alt_batch_size"] == 1
+    # off: every iteration at `crop`
+    plain = TrainData(_config(square, tmp_path / "cache", tmp_path / "out", *base).data, seed=0)
+    assert [plain.crop_at(i) for i in range(3)] == [(32, 2)] * 3
+    assert tuple(plain.batch(1).real_a_p.shape) == (2, 3, 32, 32)
+
+
+def test_alt_crop_trains_end_to_end(photos, cache, tmp_path):
+    trainer = Trainer(_config(photos, cache, tmp_path / "a", "optim.n_iters=2", "optim.n_iters_decay=0",
+                              "data.alt_crop=48", "data.alt_batch_size=1"))
+    result = trainer.train(progress=False)
+    assert result.completed and result.iteration == 2
+    assert json.loads((tmp_path / "a" / "final.json").read_text())["training"]["data"]["alt_crop"] == 48
+
+
 def test_camera_jitter_is_seeded_and_keeps_structure():
     yy, xx = np.mgrid[0:64, 0:96]
     rgb = np.stack([xx * 255 / 96, yy * 255 / 64, 128 + 60 * np.sin(xx / 7.0)], -1).astype(np.uint8)
@@ -424,6 +467,9 @@ def test_recipe_file_paths_are_relative_to_it(tmp_path):
      r"`data.pair_sides` entry 64 must be >= `data.crop` \(128\)"),
     ('name = "x"\n', ["--set", "data.pair_sides=[256]"], r"`data.pair_sides` \[256\] must not repeat"),
     ('name = "x"\n', ["--set", "data.pair_augment='d4'"], r"`data.pair_augment` .*'d4'"),
+    ('name = "x"\n', ["--set", "data.alt_crop=102"], r"`data.alt_crop` must be 0 \(off\) or a multiple of 4 .*got 102"),
+    ('name = "x"\n', ["--set", "data.alt_crop=512"], r"`data.alt_crop` .* to `data.work_side` \(256\).*got 512"),
+    ('name = "x"\n', ["--set", "data.alt_batch_size=2"], r"`data.alt_batch_size` \(2\) needs `data.alt_crop`"),
     ('name = "x"\n', ["--set", "data.pair_jitter=1.5"], r"`data.pair_jitter` must be a number >= 0 and <= 1, got 1.5"),
     ('name = "x"\n', ["--set", "model.solver=rk9"], "`model.solver`: .*unknown method 'rk9'"),
     ('name = "x"\n', ["--set", "model.options.ngff=3"], r"`model.options`: .*\['ngff'\]"),

@@ -167,6 +167,12 @@ class DataSection:
         work_side: Short side (px) photos are resized to before the teacher runs and crops are taken.
         crop: Side of the square training crops (a multiple of 4, at most ``work_side``).
         batch_size: Images per branch per iteration.
+        alt_crop: 0 (off), or the crop side of every odd iteration: the run alternates between ``crop`` and this
+            size (e.g. 128 at batch 8, then 256 at batch 2: the same pixels). Larger crops show a layer more context
+            per image, more of them more images per step; MODEL_CARD.md (session 18) measured each alone trading
+            one kind of held-out image for the other. Pairs smaller than it are skipped on those iterations; the
+            warm-up keeps ``crop``.
+        alt_batch_size: Images per branch on the ``alt_crop`` iterations (0 = ``batch_size``).
         flip: Random horizontal flips of the unpaired X and Y crops (pairs: ``pair_augment``).
         pair_augment: ``none`` (the reference: pairs are cropped only) or ``dihedral``: each pseudo-pair crop is
             turned by one of the 8 flips and quarter-turns, the same one for photo and target. The algorithmic
@@ -199,6 +205,8 @@ class DataSection:
     work_side: int = 256
     crop: int = 256
     batch_size: int = 1
+    alt_crop: int = 0
+    alt_batch_size: int = 0
     flip: bool = True
     pair_augment: str = "none"
     pair_sides: tuple[int, ...] = ()
@@ -238,6 +246,15 @@ class DataSection:
             raise ValueError(f"`data.crop` ({self.crop}) must be <= `data.work_side` ({self.work_side}): crops are "
                              "taken from photos resized to that short side")
         _number(s, "batch_size", self.batch_size, 1, integer=True)
+        _number(s, "alt_crop", self.alt_crop, 0, integer=True)
+        if self.alt_crop and (self.alt_crop < 16 or self.alt_crop % 4 or self.alt_crop > self.work_side
+                              or self.alt_crop == self.crop):
+            raise ValueError(f"`data.alt_crop` must be 0 (off) or a multiple of 4 from 16 to `data.work_side` "
+                             f"({self.work_side}) other than `data.crop` ({self.crop}), got {self.alt_crop}")
+        _number(s, "alt_batch_size", self.alt_batch_size, 0, integer=True)
+        if self.alt_batch_size and not self.alt_crop:
+            raise ValueError(f"`data.alt_batch_size` ({self.alt_batch_size}) needs `data.alt_crop`: it is the batch "
+                             "of the alternate crop size")
         _bool(s, "flip", self.flip)
         _string(s, "pair_augment", self.pair_augment, choices=("none", "dihedral"))
         if isinstance(self.pair_sides, (str, bytes)) or not isinstance(self.pair_sides, Sequence):

@@ -43,6 +43,7 @@ from .config import TEACHER_ALGORITHMIC, DataSection
 logger = logging.getLogger(__name__)
 
 _STREAM_X, _STREAM_P, _STREAM_Y, _STREAM_WARMUP = 1, 2, 3, 4
+_ALT_STREAMS = (5, 6, 7)  # X, Y, P on `data.alt_crop` iterations
 _INDEX_NAME = "digests.json"
 
 
@@ -332,9 +333,11 @@ class TrainData:
 
         base_pairs = [i for i in _progress("pseudo-pairs", p_paths, len(p_paths), pair_item) if i]
         self.pairs = list(base_pairs)
+        pair_sides = [config.work_side] * len(base_pairs)  # every cached image's short side is its cache's side
         for extra in extra_caches:
             self.pairs += [i for i in _progress(f"pseudo-pairs at {extra.work_side} px", p_paths, len(p_paths),
                                                 lambda p, c=extra: pair_item(p, c)) if i]
+            pair_sides += [extra.work_side] * (len(self.pairs) - len(pair_sides))
         self.heldout = [i for i in _progress("held-out pairs", held_paths, len(held_paths), pair_item) if i]
         by_path = {item.source: item for item in base_pairs}
         self.photos = [i for i in (by_path.get(p) or photo_item(p) for p in x_paths) if i]
@@ -355,6 +358,12 @@ class TrainData:
         balance = config.balance == "clips"
         self._photo_draws = balanced_draws([i.source for i in self.photos]) if balance else list(range(len(self.photos)))
         self._pair_draws = balanced_draws([i.source for i in self.pairs]) if balance else list(range(len(self.pairs)))
+        # alt_crop iterations draw from the pairs large enough for it, as streams of their own: each stream is then
+        # a run of consecutive draws, every item seen once per epoch, and runs without alt_crop keep their batches.
+        self._alt_pairs = [k for k, side in enumerate(pair_sides) if side >= config.alt_crop]
+        self._alt_pair_draws = [self._alt_pairs[k] for k in
+                                (balanced_draws([self.pairs[i].source for i in self._alt_pairs]) if balance
+                                 else range(len(self._alt_pairs)))]
 
     # --- sampling --------------------------------------------------------------------------------------------------
 
@@ -371,8 +380,7 @@ class TrainData:
     def _draw(self, stream: int, draws: list[int], k: int) -> int:
         return draws[self._index(stream, len(draws), k)]
 
-    def _crop(self, images: Sequence[np.ndarray], rng: np.random.Generator, flip: bool) -> list[np.ndarray]:
-        c = self.config.crop
+    def _crop(self, images: Sequence[np.ndarray], rng: np.random.Generator, flip: bool, c: int) -> list[np.ndarray]:
         h, w = images[0].shape[:2]
         top, left = int(rng.integers(0, h - c + 1)), int(rng.integers(0, w - c + 1))
         mirror = flip and bool(rng.random() < 0.5)
@@ -382,10 +390,9 @@ class TrainData:
             out.append(patch[:, ::-1] if mirror else patch)
         return out
 
-    def _pair_crop(self, item: Item, rng: np.random.Generator) -> list[np.ndarray]:
+    def _pair_crop(self, item: Item, rng: np.random.Generator, c: int) -> list[np.ndarray]:
         assert item.target is not None
         photo, target = read_image(item.photo), read_image(item.target)
-        c = self.config.crop
         top, left = int(rng.integers(0, photo.shape[0] - c + 1)), int(rng.integers(0, photo.shape[1] - c + 1))
         # Each option draws after the ones older than it, so runs without it keep their batches.
         turns, mirror = divmod(int(rng.integers(0, 8)), 2) if self.config.pair_augment == "dihedral" else (0, 0)
@@ -399,26 +406,39 @@ class TrainData:
     def _tensor(self, images: list[np.ndarray]) -> torch.Tensor:
         return torch.cat([image_to_tensor(np.ascontiguousarray(im)) for im in images]).to(self.device)
 
+    def crop_at(self, iteration: int) -> tuple[int, int]:
+        """(crop side, batch size) of 0-based ``iteration``: ``data.alt_crop`` on odd ones when set."""
+        c = self.config
+        if c.alt_crop and iteration % 2:
+            return c.alt_crop, c.alt_batch_size or c.batch_size
+        return c.crop, c.batch_size
+
     def batch(self, iteration: int) -> Batch:
         """The batch of 0-based ``iteration`` (a pure function of seed and iteration)."""
-        b = self.config.batch_size
+        crop, b = self.crop_at(iteration)
+        alt = crop != self.config.crop
+        # With alt_crop, each crop size has its own streams, and iteration // 2 of that size have come before.
+        first = (iteration // 2 if self.config.alt_crop else iteration) * b
+        stream_x, stream_y, stream_p = (_STREAM_X, _STREAM_Y, _STREAM_P) if not alt else _ALT_STREAMS
+        ys_from = self._alt_pairs if alt else range(len(self.pairs))
+        pair_draws = self._alt_pair_draws if alt else self._pair_draws
         rng = np.random.default_rng([self.seed, 0, iteration])
         flip = self.config.flip
         xs, ys, xps, yps = [], [], [], []
         for j in range(b):
-            k = iteration * b + j
-            x_item = self.photos[self._draw(_STREAM_X, self._photo_draws, k)]
-            xs += self._crop([read_image(x_item.photo)], rng, flip)
+            k = first + j
+            x_item = self.photos[self._draw(stream_x, self._photo_draws, k)]
+            xs += self._crop([read_image(x_item.photo)], rng, flip, crop)
             if self.anime:
-                y_file = self.anime[self._index(_STREAM_Y, len(self.anime), k)].photo
+                y_file = self.anime[self._index(stream_y, len(self.anime), k)].photo
             else:
-                i = self._index(_STREAM_Y, len(self.pairs), k)
-                if self.pairs[i].digest == x_item.digest and len(self.pairs) > 1:
-                    i = (i + 1) % len(self.pairs)  # Y must be the teacher output of another photo
-                y_file = self.pairs[i].target
-            ys += self._crop([read_image(y_file)], rng, flip)
-            p_item = self.pairs[self._draw(_STREAM_P, self._pair_draws, k)]
-            xp, yp = self._pair_crop(p_item, rng)
+                i = self._index(stream_y, len(ys_from), k)
+                if self.pairs[ys_from[i]].digest == x_item.digest and len(ys_from) > 1:
+                    i = (i + 1) % len(ys_from)  # Y must be the teacher output of another photo
+                y_file = self.pairs[ys_from[i]].target
+            ys += self._crop([read_image(y_file)], rng, flip, crop)
+            p_item = self.pairs[self._draw(stream_p, pair_draws, k)]
+            xp, yp = self._pair_crop(p_item, rng, crop)
             xps.append(xp)
             yps.append(yp)
         return Batch(self._tensor(xs), self._tensor(ys), self._tensor(xps), self._tensor(yps))
@@ -430,7 +450,7 @@ class TrainData:
         xps, yps = [], []
         for j in range(size):
             item = self.pairs[self._draw(_STREAM_WARMUP, self._pair_draws, iteration * size + j)]
-            xp, yp = self._pair_crop(item, rng)
+            xp, yp = self._pair_crop(item, rng, self.config.crop)
             xps.append(xp)
             yps.append(yp)
         return self._tensor(xps), self._tensor(yps)
@@ -448,7 +468,8 @@ class TrainData:
                 "anime": list(c.anime) or "teacher outputs of other photos", "teacher": self.teacher.name,
                 "work_side": c.work_side, "pair_sides": list(c.pair_sides), "pair_augment": c.pair_augment,
                 "pair_jitter": c.pair_jitter,
-                "crop": c.crop, "batch_size": c.batch_size, "holdout": c.holdout,
+                "crop": c.crop, "batch_size": c.batch_size, "alt_crop": c.alt_crop,
+                "alt_batch_size": c.alt_batch_size or (c.batch_size if c.alt_crop else 0), "holdout": c.holdout,
                 "n_train_photos": len(self.photos), "n_train_pairs": len(self.pairs), "n_anime": len(self.anime),
                 "n_heldout": len(self.heldout), "cache": str(self.cache.root)}
 
