@@ -168,9 +168,9 @@ class DataSection:
         crop: Side of the square training crops (a multiple of 4, at most ``work_side``).
         batch_size: Images per branch per iteration.
         alt_crop: 0 (off), or the crop side of every odd iteration: the run alternates between ``crop`` and this
-            size (e.g. 128 at batch 8, then 256 at batch 2: the same pixels). Larger crops show a layer more context
-            per image, more of them more images per step; MODEL_CARD.md (session 18) measured each alone trading
-            one kind of held-out image for the other. Pairs smaller than it are skipped on those iterations; the
+            size (e.g. 128 at batch 8, then 256 at batch 2: the same pixels). Larger crops give each image more
+            context, smaller ones more images per step; MODEL_CARD.md (sessions 18, 19) measured what each does to
+            the held-out photos and clip frames. Pairs smaller than it are skipped on those iterations; the
             warm-up keeps ``crop``.
         alt_batch_size: Images per branch on the ``alt_crop`` iterations (0 = ``batch_size``).
         flip: Random horizontal flips of the unpaired X and Y crops (pairs: ``pair_augment``).

@@ -356,14 +356,17 @@ class TrainData:
             logger.warning("only one pseudo-pair: the unpaired anime image Y is the teacher output of the same photo")
         self._perms: dict[tuple[int, int], np.ndarray] = {}
         balance = config.balance == "clips"
-        self._photo_draws = balanced_draws([i.source for i in self.photos]) if balance else list(range(len(self.photos)))
-        self._pair_draws = balanced_draws([i.source for i in self.pairs]) if balance else list(range(len(self.pairs)))
+
+        def draws(items: list[Item], among: Sequence[int]) -> list[int]:
+            """Indices into ``items`` of one epoch of draws from those at ``among``."""
+            return [among[k] for k in balanced_draws([items[i].source for i in among])] if balance else list(among)
+
+        self._photo_draws = draws(self.photos, range(len(self.photos)))
+        self._pair_draws = draws(self.pairs, range(len(self.pairs)))
         # alt_crop iterations draw from the pairs large enough for it, as streams of their own: each stream is then
         # a run of consecutive draws, every item seen once per epoch, and runs without alt_crop keep their batches.
-        self._alt_pairs = [k for k, side in enumerate(pair_sides) if side >= config.alt_crop]
-        self._alt_pair_draws = [self._alt_pairs[k] for k in
-                                (balanced_draws([self.pairs[i].source for i in self._alt_pairs]) if balance
-                                 else range(len(self._alt_pairs)))]
+        self._alt_pairs = [k for k, side in enumerate(pair_sides) if side >= config.alt_crop] if config.alt_crop else []
+        self._alt_pair_draws = draws(self.pairs, self._alt_pairs)
 
     # --- sampling --------------------------------------------------------------------------------------------------
 
