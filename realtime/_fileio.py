@@ -8,6 +8,13 @@ from pathlib import Path
 from typing import Callable
 
 
+def _umask() -> int:
+    # os.umask can only be read by setting it; restore it at once.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: "str | os.PathLike", write: Callable[[str], None]) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
 
@@ -21,6 +28,8 @@ def write_atomic(path: "str | os.PathLike", write: Callable[[str], None]) -> Non
     os.close(fd)
     try:
         write(tmp)
+        # mkstemp makes the file 0600; the output should get the mode a plain open() would give it.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
