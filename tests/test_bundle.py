@@ -95,3 +95,34 @@ def test_shipped_models_load_by_name_and_stylise(name, preset, params):
         y = model(x)
     assert y.shape == x.shape and torch.isfinite(y).all()
     assert (y - x).abs().mean() > 0.02
+
+
+def test_average_with_bundles_the_weighted_mean_and_records_both(trained, tmp_path):
+    g, final = trained
+    torch.manual_seed(1)
+    other = realtime.create_generator("nijigan-lite", ngf=8).eval()
+    save_generator(other, tmp_path / "run" / "other", extra={"training": {"recipe": "other", "iterations": 3}})
+    weights = tmp_path / "weights"
+    bundle_weights(final, "bundletest.avg", license="CC0-1.0", origin="mean", weights_dir=weights,
+                   average_with=tmp_path / "run" / "other.safetensors", average_weight=0.25)
+    config = json.loads((weights / "bundletest_avg.json").read_text())
+    assert config["bundle"]["averaged"]["weight"] == 0.25
+    assert config["bundle"]["averaged"]["training"]["recipe"] == "other" and config["training"]["recipe"] == "unit"
+    a, b = g.state_dict(), other.state_dict()  # fp32 sources: averaged in fp32, rounded once to fp16
+    got = realtime.load_generator(weights / "bundletest_avg.safetensors").state_dict()
+    for k in a:
+        torch.testing.assert_close(got[k].float(), (0.25 * a[k] + 0.75 * b[k]).half().float(), atol=0, rtol=0)
+    assert not torch.equal(got[k].float(), a[k].half().float())
+
+
+def test_average_with_refuses_another_size_and_a_bad_weight(trained, tmp_path):
+    _, final = trained
+    wide = realtime.create_generator("nijigan-lite", ngf=16)
+    save_generator(wide, tmp_path / "run" / "wide")
+    with pytest.raises(RtAnimeError, match="not the same architecture and size"):
+        bundle_weights(final, "bundletest", license="x", origin="y", weights_dir=tmp_path / "w",
+                       average_with=tmp_path / "run" / "wide.safetensors")
+    with pytest.raises(RtAnimeError, match=r"average weight must be in \(0, 1\).*got 1.5"):
+        bundle_weights(final, "bundletest", license="x", origin="y", weights_dir=tmp_path / "w",
+                       average_with=final, average_weight=1.5)
+    assert not (tmp_path / "w").exists()

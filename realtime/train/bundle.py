@@ -7,7 +7,9 @@ reads at import so ``realtime.load_generator("niji-lite")`` and ``rt-anime --mod
 run's ``checkpoint.pt``: its generator is bundled with the run's provenance (iteration reached, marked not completed
 when the run is still going), so weights can be shipped from a long run without stopping it. The
 weights are loaded and run once before anything is written, so a broken file is never bundled, and every file is
-replaced atomically, so an interrupted bundle leaves the previous one.
+replaced atomically, so an interrupted bundle leaves the previous one. ``--average-with OTHER`` bundles the key-by-key
+mean of two generators of one architecture instead (e.g. a model and its own fine-tune, which lie in one basin:
+``niji.cpu-v13`` is ``niji.cpu-v12`` averaged with a 256²-crop finish of it; MODEL_CARD.md).
 """
 
 from __future__ import annotations
@@ -73,8 +75,23 @@ def load_trained(source: "str | Path") -> tuple[torch.nn.Module, dict | None]:
     return model, training
 
 
+def _average_into(model: torch.nn.Module, source: "str | Path", other: "str | Path", weight: float) -> dict | None:
+    # The mean is taken in fp32 so two fp16-stored inputs average without a second rounding before storage.
+    if not 0.0 < weight < 1.0:
+        raise RtAnimeError(f"average weight must be in (0, 1) (the share of the source), got {weight!r}")
+    partner, training = load_trained(other)
+    ours, theirs = model.state_dict(), partner.float().state_dict()
+    if type(partner) is not type(model) or ours.keys() != theirs.keys() or any(
+            ours[k].shape != theirs[k].shape for k in ours):
+        raise RtAnimeError(f"cannot average {source} with {other}: they are not the same architecture and size")
+    model.load_state_dict({k: weight * ours[k] + (1.0 - weight) * theirs[k] if ours[k].is_floating_point()
+                           else ours[k] for k in ours})
+    return training
+
+
 def bundle_weights(source: "str | Path", name: str, *, license: str, origin: str, default: bool = True,
-                   weights_dir: Path = WEIGHTS_DIR, dtype: torch.dtype = torch.float16) -> dict:
+                   weights_dir: Path = WEIGHTS_DIR, dtype: torch.dtype = torch.float16,
+                   average_with: "str | Path | None" = None, average_weight: float = 0.5) -> dict:
     """Copy the generator at ``source`` into ``weights_dir`` under ``name`` and index it; returns its record.
 
     Args:
@@ -86,15 +103,23 @@ def bundle_weights(source: "str | Path", name: str, *, license: str, origin: str
         default: Make this the tag ``arch`` alone resolves to.
         weights_dir: Target folder (the package's ``realtime/weights`` unless testing).
         dtype: Storage dtype of floating tensors.
+        average_with: Bundle ``average_weight * source + (1 - average_weight) * average_with``, key by key (same
+            architecture and size); its provenance is recorded beside the source's.
+        average_weight: The source's share of the mean, in (0, 1).
 
     Raises:
-        RtAnimeError: A bad name, or weights that do not load or produce non-finite output.
+        RtAnimeError: A bad name or average weight, weights that do not load, differ in architecture from the
+            ones to average with, or produce non-finite output.
     """
     if not name or set(name) - _NAME_CHARS or name.startswith(".") or name.count(".") > 1:
         raise RtAnimeError(f"bundle name must be 'arch' or 'arch.tag' of lowercase letters, digits and -_, "
                            f"got {name!r}")
     model, training = load_trained(source)
     model = model.float().eval()
+    averaged = None
+    if average_with is not None:
+        averaged = {"with": str(average_with), "weight": average_weight,
+                    "training": _average_into(model, source, average_with, average_weight)}
     probe = torch.linspace(-1, 1, 3 * 32 * 32).reshape(1, 3, 32, 32)
     with torch.no_grad():
         if not torch.isfinite(model(probe)).all():
@@ -103,6 +128,8 @@ def bundle_weights(source: "str | Path", name: str, *, license: str, origin: str
     stem = name.replace(".", "_")
     extra = {"training": training} if training is not None else {}
     extra["bundle"] = {"name": name, "license": license, "origin": origin}
+    if averaged is not None:
+        extra["bundle"]["averaged"] = averaged
     save_generator(model, weights_dir / stem, dtype=dtype, extra=extra)
     weights = weights_dir / f"{stem}.safetensors"
     record = {"name": name, "file": weights.name, "sha256": sha256_file(weights), "license": license,
@@ -128,12 +155,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--license", required=True, help="licence of the weights")
     parser.add_argument("--origin", required=True, help="one line on how they were made")
     parser.add_argument("--no-default", action="store_true", help="do not make this the default tag of its arch")
+    parser.add_argument("--average-with", metavar="OTHER", help="bundle the key-by-key mean of SOURCE and OTHER")
+    parser.add_argument("--average-weight", type=float, default=0.5, metavar="W",
+                        help="SOURCE's share of that mean (default 0.5)")
     parser.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         record = bundle_weights(args.source, args.name, license=args.license, origin=args.origin,
-                                default=not args.no_default, weights_dir=args.weights_dir)
+                                default=not args.no_default, weights_dir=args.weights_dir,
+                                average_with=args.average_with, average_weight=args.average_weight)
     except (RtAnimeError, OSError) as exc:
         print(f"bundle: error: {exc}", file=sys.stderr)
         return 2
