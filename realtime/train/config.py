@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
 from ..checkpoint import NATIVE_SUFFIXES, TORCH_SUFFIXES
+from ..ensemble import check_ensemble_size
 from ..train.vgg import LAYER_INDEX, cache_dir
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
@@ -293,6 +294,16 @@ class LossSection:
             line's position is uncertain, L1's optimum is the median (no line) and MSE's the mean (a faint one).
         lambda_edge_l1: L1 between G(x_p) and y_p counted only at y_p's edges and line art, on top of ``lambda_l1``
             (:func:`~realtime.train.losses.edge_l1_loss`; not in the papers). Thin lines are where imitation fails.
+        lambda_equivariance: L1 between G(x_p) and the detached ``undo_dihedral(G(dihedral(x_p, k)), k)``, one
+            non-identity flip / quarter-turn k per iteration (``1 + iteration % 7``; not in the papers). The
+            teacher commutes with them and the pairs are augmented by them, so the part of G's output that changes
+            with the orientation is error: averaging 8 orientations at inference gains 0.44 dB (realtime/ensemble.py).
+            This pulls each output toward another orientation's, at one extra no-grad pass per iteration.
+        lambda_ensemble_distill: L1 between G(x_p) and the self-ensemble of ``distill_ensemble`` orientations of the
+            generator ``model.init_from`` gave, frozen (:func:`realtime.ensemble.self_ensemble`; not in the papers).
+            That ensemble is closer to the teacher than the network it averages (``niji.cpu-v13``: +0.44 dB at 8),
+            so it is a target the network can reach and the teacher's pixel-exact decisions are not.
+        distill_ensemble: Orientations in that ensemble: 1, 2, 4 or 8 (that many no-grad passes per iteration).
         lambda_perceptual: Perceptual distance (``perceptual_kind``) on what ``perceptual_on`` says.
         perceptual_kind: ``vgg``: VGG16 feature MSE at ``perceptual_layer`` (Scenimefy's content loss);
             ``lpips``: the LPIPS v0.1-vgg distance (all five taps, unit-normalised, with its learned channel weights;
@@ -325,6 +336,9 @@ class LossSection:
     lambda_l1: float = 0.0
     lambda_l2: float = 0.0
     lambda_edge_l1: float = 0.0
+    lambda_equivariance: float = 0.0
+    lambda_ensemble_distill: float = 0.0
+    distill_ensemble: int = 4
     lambda_perceptual: float = 0.0
     lambda_tv: float = 0.0
     perceptual_kind: str = "vgg"
@@ -344,9 +358,11 @@ class LossSection:
         s = self.SECTION
         _string(s, "gan_mode", self.gan_mode, choices=("lsgan", "vanilla"))
         for name in ("lambda_gan", "lambda_gan_p", "lambda_hdce", "lambda_src", "lambda_style", "lambda_l1",
-                     "lambda_l2", "lambda_edge_l1", "lambda_perceptual", "lambda_tv"):
+                     "lambda_l2", "lambda_edge_l1", "lambda_equivariance", "lambda_ensemble_distill", "lambda_perceptual",
+                     "lambda_tv"):
             _number(s, name, getattr(self, name), 0)
             object.__setattr__(self, name, float(getattr(self, name)))
+        check_ensemble_size(self.distill_ensemble, param=f"`{s}.distill_ensemble`")
         _string(s, "perceptual_kind", self.perceptual_kind, choices=("vgg", "lpips"))
         _string(s, "perceptual_layer", self.perceptual_layer, choices=sorted(LAYER_INDEX))
         _string(s, "perceptual_on", self.perceptual_on, choices=("pair", "content"))
@@ -500,6 +516,10 @@ class TrainConfig:
             raise ValueError(f"`name` must be usable as a folder name (no slashes), got {self.name!r}")
         _string("", "description", self.description)
         L = self.losses
+        if L.lambda_ensemble_distill > 0 and not self.model.init_from:
+            raise ValueError(f"`losses.lambda_ensemble_distill` is {L.lambda_ensemble_distill} but `model.init_from` is "
+                             "empty: the distillation target is the ensemble of the trained generator a run starts "
+                             "from; set model.init_from=NAME_OR_CHECKPOINT")
         if self.optim.warmup_iters and not (L.lambda_l1 > 0 or L.lambda_l2 > 0 or L.lambda_edge_l1 > 0
                                             or L.lambda_tv > 0):
             raise ValueError(f"`optim.warmup_iters` is {self.optim.warmup_iters} but the warm-up has no loss: it "

@@ -29,6 +29,7 @@ the uninterrupted one exactly on the same machine and thread count.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -48,6 +49,7 @@ from .._fileio import write_atomic
 from .._signals import install_signal_handler, restore_signal_handlers
 from ..backends import resolve_device
 from ..checkpoint import save_generator
+from ..ensemble import dihedral, self_ensemble, undo_dihedral
 from ..errors import CheckpointError, MissingDependencyError
 from ..images import image_to_tensor, pad_to_multiple, tensor_to_image, write_image
 from .config import TrainConfig
@@ -159,6 +161,8 @@ class Trainer:
 
             source, _ = load_trained(cfg.model.init_from)
             self.init_mode = warm_start(self.G, source, noise=cfg.model.init_noise, seed=cfg.run.seed)
+        # Frozen before any step, and rebuilt from init_from on resume, so the target never drifts with G.
+        self.G_init = copy.deepcopy(self.G).eval().requires_grad_(False) if L.lambda_ensemble_distill > 0 else None
         self.G.preset = cfg.model.preset
         # Terms with weight 0 cost nothing: their networks are not built and their forwards never run.
         self.contrastive = L.contrastive
@@ -288,6 +292,19 @@ class Trainer:
             nce = self.style.from_features([f[-1] for f in q_feats], k_feats)
             sup = sup + L.lambda_style * nce
             log["style"] = nce.item()
+        if L.lambda_equivariance > 0:
+            k = 1 + iteration % 7
+            with torch.no_grad():
+                turned = undo_dihedral(self.G(dihedral(x_p, k)), k)
+            term = l1_loss(fake_p, turned)
+            sup = sup + L.lambda_equivariance * term
+            log["equivariance"] = term.item()
+        if self.G_init is not None:
+            with torch.no_grad():
+                target = self_ensemble(self.G_init, x_p, L.distill_ensemble)
+            term = l1_loss(fake_p, target)
+            sup = sup + L.lambda_ensemble_distill * term
+            log["ensemble_distill"] = term.item()
         total = total + lam_sup * (sup + self._pair_terms(fake_p, y_p, log))
         self._update("G", total)
         for critic in (self.D, self.D_p):
