@@ -125,3 +125,19 @@ def test_cli_refuses_an_ensemble_size_it_does_not_offer(tiny, tmp_path, capsys):
         main([str(photos / "p0.png"), str(tmp_path / "x.png"), "--model", str(checkpoint), "--ensemble", "3"])
     assert exc.value.code == 2 and "--ensemble" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("backend", ["torch", "torchscript"])
+def test_cli_video_with_ensemble_keeps_every_frame_and_timestamp(backend, tmp_path, capsys):
+    from fractions import Fraction
+
+    from media import ClipSpec, make_clip, video_times
+
+    # Non-square, so a graph backend meets the quarter-turned shape too.
+    clip = make_clip(tmp_path / "in.mp4", ClipSpec(width=64, height=48, frames=6, pts=[0, 1, 3, 4, 7, 9],
+                                                   time_base=Fraction(1, 25)))
+    out = tmp_path / "out.mp4"
+    assert main([str(clip), str(out), "--model", "nijigan-lite", "--random-weights", "--preset", "ultrafast",
+                 "--backend", backend, "--ensemble", "4"]) == 0
+    assert video_times(out) == video_times(clip)
+    assert f"on {backend}+ensemble4/cpu" in capsys.readouterr().out
