@@ -63,9 +63,10 @@ def self_ensemble(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, n
     total: torch.Tensor | None = None
     for k in elements:
         y = undo_dihedral(fn(dihedral(x, k)), k).float()
-        total = y if total is None else total.add_(y)
+        # Out of place: backends return inference-mode tensors, which refuse in-place updates outside that mode.
+        total = y if total is None else total + y
     assert total is not None
-    return total.div_(len(elements))
+    return total / len(elements)
 
 
 class EnsembleTranslate:

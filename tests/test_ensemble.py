@@ -73,6 +73,12 @@ def test_wrappers_keep_the_models_contract_on_non_square_frames():
     torch.testing.assert_close(y, torch.stack(turned).mean(0), rtol=0, atol=1e-5)
     translate = EnsembleTranslate(lambda t: g(t).detach(), 2)
     assert translate.name == "model+ensemble2" and translate.device == torch.device("cpu")
+    # A backend returns inference-mode tensors; the ensemble of one must work when called outside that mode.
+    from realtime.backends import make_backend
+
+    backend = EnsembleTranslate(make_backend(g), 4)
+    assert backend.name == "torch+ensemble4"
+    torch.testing.assert_close(backend(x), SelfEnsemble(g, 4)(x).detach(), rtol=0, atol=1e-5)
 
 
 @pytest.fixture(scope="module")
