@@ -358,8 +358,8 @@ class LossSection:
         s = self.SECTION
         _string(s, "gan_mode", self.gan_mode, choices=("lsgan", "vanilla"))
         for name in ("lambda_gan", "lambda_gan_p", "lambda_hdce", "lambda_src", "lambda_style", "lambda_l1",
-                     "lambda_l2", "lambda_edge_l1", "lambda_equivariance", "lambda_ensemble_distill", "lambda_perceptual",
-                     "lambda_tv"):
+                     "lambda_l2", "lambda_edge_l1", "lambda_equivariance", "lambda_ensemble_distill",
+                     "lambda_perceptual", "lambda_tv"):
             _number(s, name, getattr(self, name), 0)
             object.__setattr__(self, name, float(getattr(self, name)))
         check_ensemble_size(self.distill_ensemble, param=f"`{s}.distill_ensemble`")
@@ -517,8 +517,8 @@ class TrainConfig:
         _string("", "description", self.description)
         L = self.losses
         if L.lambda_ensemble_distill > 0 and not self.model.init_from:
-            raise ValueError(f"`losses.lambda_ensemble_distill` is {L.lambda_ensemble_distill} but `model.init_from` is "
-                             "empty: the distillation target is the ensemble of the trained generator a run starts "
+            raise ValueError(f"`losses.lambda_ensemble_distill` is {L.lambda_ensemble_distill} but "
+                             "`model.init_from` is empty: the distillation target is the ensemble of the trained generator a run starts "
                              "from; set model.init_from=NAME_OR_CHECKPOINT")
         if self.optim.warmup_iters and not (L.lambda_l1 > 0 or L.lambda_l2 > 0 or L.lambda_edge_l1 > 0
                                             or L.lambda_tv > 0):
