@@ -9,7 +9,15 @@ from typing import Callable
 
 
 def _umask() -> int:
-    # os.umask can only be read by setting it; restore it at once.
+    # Linux reports the umask in /proc; reading it there leaves the process's umask untouched, where os.umask can
+    # only be read by setting it, which a thread creating files at that instant would see.
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask

@@ -31,6 +31,37 @@ def test_written_file_gets_the_umask_mode_not_mkstemps_0600(tmp_path: Path, umas
     assert os.umask(mask) == mask  # reading the umask left it as it was
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="needs Linux /proc")
+def test_umask_is_read_without_setting_it_where_proc_reports_it(tmp_path: Path, umask, monkeypatch) -> None:
+    # Setting the umask to read it would briefly change it for every thread of the process.
+    umask(0o027)
+
+    def refuse(mask: int) -> int:
+        raise AssertionError(f"os.umask({mask:o}) called")
+
+    monkeypatch.setattr(os, "umask", refuse)
+    target = tmp_path / "out.png"
+    write_atomic(target, lambda tmp: Path(tmp).write_bytes(b"data"))
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+
+
+def test_umask_falls_back_to_os_umask_without_proc(tmp_path: Path, umask, monkeypatch) -> None:
+    import builtins
+
+    real_open = builtins.open
+
+    def no_proc(file, *args, **kwargs):
+        if str(file).startswith("/proc/"):
+            raise FileNotFoundError(file)
+        return real_open(file, *args, **kwargs)
+
+    umask(0o007)
+    monkeypatch.setattr(builtins, "open", no_proc)
+    target = tmp_path / "out.png"
+    write_atomic(target, lambda tmp: Path(tmp).write_bytes(b"data"))
+    assert stat.S_IMODE(target.stat().st_mode) == 0o660
+
+
 def test_failed_write_leaves_the_old_file_and_no_partial(tmp_path: Path) -> None:
     target = tmp_path / "out.png"
     target.write_bytes(b"old")
