@@ -17,8 +17,8 @@ import torch
 import realtime
 from media import ClipSpec, make_clip, packet_payloads, subtitle_texts, video_frames_rgb, video_times
 from realtime.backends import BackendConfig, make_backend
-from realtime.batch import (BatchConfig, ChunkFile, ChunkStore, ChunkTask, expand_inputs, join_chunks, output_paths,
-                            plan_input, run_chunk)
+from realtime.batch import (BatchConfig, ChunkFile, ChunkStore, ChunkTask, ModelPayload, TranslateSpec, expand_inputs,
+                            join_chunks, output_paths, plan_input, run_chunk)
 from realtime.batch.chunk import packet_order
 from realtime.batch.manifest import manifest_header
 from realtime.cli import main
@@ -119,6 +119,33 @@ def test_lossless_chunks_equal_single_pass(clip, model, tmp_path):
     ref, out = video_frames_rgb(tmp_path / "ref.mkv"), video_frames_rgb(tmp_path / "out.mkv")
     assert len(ref) == len(out) == 36
     assert all(np.array_equal(a, b) for a, b in zip(ref, out))
+
+
+def test_worker_ensemble_equals_the_single_pass_ensemble(clip, model, tmp_path):
+    from realtime.batch.cluster import ChunkWorker
+    from realtime.batch.config import settings_digest
+    from realtime.ensemble import EnsembleTranslate
+
+    pipeline = PipelineConfig(size_multiple=model.size_multiple)
+    encode = EncodeConfig(codec="ffv1", crf=None, preset=None)
+    spec = TranslateSpec(ensemble=4)
+    worker = ChunkWorker(ModelPayload.from_model(model), spec, device="cpu", threads=1)
+    single = EnsembleTranslate(make_backend(model, BackendConfig(device="cpu")), 4)
+    run_file(clip, tmp_path / "ref.mkv", single, config=pipeline, encode=encode)
+    run_file(clip, tmp_path / "plain.mkv", make_backend(model, BackendConfig(device="cpu")), config=pipeline,
+             encode=encode)
+    plan = plan_input(clip, tmp_path / "out.mkv", chunk_seconds=0.3)
+    join_chunks(plan, run_all_chunks(plan, worker._translate, pipeline, encode, tmp_path), pipeline=pipeline,
+                encode=encode)
+    ref, out = video_frames_rgb(tmp_path / "ref.mkv"), video_frames_rgb(tmp_path / "out.mkv")
+    plain = video_frames_rgb(tmp_path / "plain.mkv")
+    assert len(ref) == len(out) == 36
+    assert all(np.array_equal(a, b) for a, b in zip(ref, out))
+    assert not all(np.array_equal(a, b) for a, b in zip(plain, out))
+    # --resume must not keep chunks rendered with another ensemble size.
+    assert settings_digest(spec) != settings_digest(TranslateSpec())
+    with pytest.raises(ValueError, match="--ensemble must be one of 1, 2, 4, 8.*got 3"):
+        TranslateSpec(ensemble=3)
 
 
 def test_blend_warmup_makes_seams_match_a_single_pass(clip, model, tmp_path):

@@ -157,6 +157,11 @@ class ChunkWorker:
 
     def _translate(self) -> Any:
         translate: Any = self._backend
+        if self._spec.ensemble > 1:
+            from ..ensemble import EnsembleTranslate
+
+            # Inside the tiling, as `rt-anime INPUT OUTPUT --ensemble N` stacks it.
+            translate = EnsembleTranslate(translate, self._spec.ensemble)
         if self._spec.tile:
             from ..tiling import TiledTranslate
 

@@ -86,11 +86,15 @@ class TranslateSpec:
     device: str = "auto"
     tile: int | None = None
     tile_overlap: int = 32
+    ensemble: int = 1
     temporal: Literal["none", "blend"] = "none"
     temporal_strength: float = 0.5
 
     def __post_init__(self) -> None:
         from ..backends import BACKEND_NAMES
+        from ..ensemble import check_ensemble_size
+
+        check_ensemble_size(self.ensemble, param="--ensemble")
         from ..temporal.blend import TEMPORAL_MODES
 
         if self.backend not in BACKEND_NAMES:

@@ -24,6 +24,7 @@ import sys
 import time
 
 from ..backends import BACKEND_NAMES
+from ..ensemble import ENSEMBLE_SIZES
 from ..pipeline import EncodeConfig, PipelineConfig
 from ..temporal.blend import TEMPORAL_MODES
 from . import DEFAULT_MODEL, add_model_arguments, model_from_args, parse_size
@@ -52,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (auto: the cluster's GPUs if any)")
     parser.add_argument("--batch", type=int, default=1, metavar="N", help="frames per model call (default 1)")
     parser.add_argument("--max-side", type=int, metavar="N", help="run the model with the longer side at most N")
+    parser.add_argument("--ensemble", type=int, choices=ENSEMBLE_SIZES, default=1, metavar="N",
+                        help="average the model over N flips / quarter-turns of each frame: 1, 2, 4 or 8 (N times "
+                             "the work; as 'rt-anime INPUT OUTPUT --ensemble N'). Default 1")
     parser.add_argument("--tile", type=int, metavar="N", help="run the model on overlapping N×N tiles")
     parser.add_argument("--tile-overlap", type=int, default=32, metavar="N", help="tile overlap in pixels (32)")
     parser.add_argument("--temporal", choices=TEMPORAL_MODES, default="none",
@@ -102,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     batch = BatchConfig(ray=args.ray, chunk_seconds=args.chunk_seconds, workers=args.workers, threads=args.threads,
                         max_retries=args.max_retries, resume=args.resume, overlap_frames=args.overlap, ext=args.ext)
     spec = TranslateSpec(backend=args.backend, device=args.device, tile=args.tile, tile_overlap=args.tile_overlap,
-                         temporal=args.temporal, temporal_strength=args.temporal_strength)
+                         ensemble=args.ensemble, temporal=args.temporal, temporal_strength=args.temporal_strength)
     size = parse_size(args.size, flag="--size") if args.size else None
     import_ray()  # fail on a missing extra before loading a model or scanning inputs
     model = model_from_args(args)
