@@ -179,6 +179,30 @@ def test_recording_is_removed_when_the_model_fails(clip, tmp_path):
     assert not out.exists() and os.listdir(tmp_path) == []
 
 
+def test_ensemble_wraps_the_model_the_webcam_runs(clip, capsys, monkeypatch):
+    import realtime.commands.webcam as command
+    from realtime.ensemble import self_ensemble
+
+    seen = {}
+
+    def capture(config, translate):
+        seen.update(config=config, translate=translate)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(command, "run_webcam", capture)
+    with pytest.raises(SystemExit):
+        main(["webcam", "--no-window", "--device", str(clip), "--ensemble", "4", *MODEL])
+    translate = seen["translate"]
+    x = torch.rand(1, 3, 16, 24) * 2 - 1
+    assert translate.name.endswith("+ensemble4") and "ensemble 4" in seen["config"].label
+    plain = translate.translate(x)
+    torch.testing.assert_close(translate(x), self_ensemble(translate.translate, x, 4), rtol=0, atol=1e-6)
+    assert not torch.allclose(translate(x), plain, atol=1e-3)
+    with pytest.raises(SystemExit) as refused:
+        main(["webcam", "--no-window", "--device", str(clip), "--ensemble", "3", *MODEL])
+    assert refused.value.code == 2 and "--ensemble: invalid choice: 3" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args, pattern", [
     (["--device", "missing.mp4"], r"--device 'missing.mp4'"),
     (["--device", "63"], r"--device 63: cannot open the camera"),

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ..backends import (BACKEND_NAMES, PRECISION_CHOICES, BackendConfig, make_backend, resolve_device,
                         resolve_precision)
+from ..ensemble import ENSEMBLE_SIZES, EnsembleTranslate
 from ..live.camera import CameraConfig
 from ..live.webcam import WebcamConfig, run_webcam
 from ..temporal.blend import TEMPORAL_MODES, TemporalBlend
@@ -54,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
                         help="model arithmetic: auto = fp16 on CUDA, fp32 on CPU (default auto)")
     parser.add_argument("--threads", type=int, help="CPU threads for inference")
+    parser.add_argument("--ensemble", type=int, choices=ENSEMBLE_SIZES, default=1, metavar="N",
+                        help="average the model over N flips / quarter-turns of each frame: 1, 2, 4 or 8; N times "
+                             "the work per frame, so fewer frames per second (default 1)")
     parser.add_argument("--temporal", choices=TEMPORAL_MODES, default="none",
                         help="blend = flow-guided blending of the previous output against flicker (default none)")
     parser.add_argument("--temporal-strength", type=float, default=0.5, metavar="X",
@@ -98,10 +102,13 @@ def run(args: argparse.Namespace) -> int:
                           seconds=args.seconds, max_side=max_side, device=str(device))
     model = _model(args)
     translate = make_backend(model, backend_config)
+    if args.ensemble > 1:
+        translate = EnsembleTranslate(translate, args.ensemble)
     if args.temporal == "blend":
         translate = TemporalBlend(translate, strength=args.temporal_strength)
     solver = getattr(model, "solver", None)
     label = args.model + (f" {solver.spec}" if solver is not None and hasattr(solver, "spec") else "")
+    label += f" ensemble {args.ensemble}" if args.ensemble > 1 else ""
     model_side = f"model at {max_side}px" if max_side else "model at full size"
     config = dataclasses.replace(config, size_multiple=model.size_multiple, label=f"{label}, {model_side}")
     report = run_webcam(config, translate)
