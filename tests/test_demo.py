@@ -74,6 +74,30 @@ def test_image_keeps_its_size_and_is_stylized():
     assert stylize_array(rgb[..., 0], translate, size_multiple=multiple, max_side=None).shape == rgb.shape
 
 
+def test_image_and_video_tabs_offer_the_self_ensemble(tmp_path):
+    from realtime.ensemble import EnsembleTranslate
+
+    cache = ModelCache(CONFIG)  # random weights: the demo and the reference must share one model
+    fns = handlers(build_demo(CONFIG, cache=cache))
+    rgb = (np.random.default_rng(1).random((40, 56, 3)) * 255).astype(np.uint8)
+    translate, multiple = cache.get("nijigan-lite", DEFAULT_SOLVER)
+    plain = fns["image"].fn(rgb, "nijigan-lite", DEFAULT_SOLVER, 0)
+    four = fns["image"].fn(rgb, "nijigan-lite", DEFAULT_SOLVER, 0, "4")  # Gradio may send the choice as text
+    expected = stylize_array(rgb, EnsembleTranslate(translate, 4), size_multiple=multiple, max_side=None)
+    assert np.array_equal(four, expected) and not np.array_equal(four, plain)
+    with pytest.raises(gr.Error, match="ensemble must be one of 1, 2, 4, 8.*got 3"):
+        fns["image"].fn(rgb, "nijigan-lite", DEFAULT_SOLVER, 0, 3)
+    spec = ClipSpec(width=64, height=48, frames=4, audio_codec=None)
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    served = fns["video"].fn(str(make_clip(tmp_path / "a" / "clip.mp4", spec)), "nijigan-lite", DEFAULT_SOLVER,
+                             False, 0, 2, progress=lambda *a, **k: None)
+    direct = stylize_video(str(make_clip(tmp_path / "b" / "clip.mp4", spec)), EnsembleTranslate(translate, 2),
+                           size_multiple=multiple, max_side=None)
+    served, direct = video_frames_rgb(served), video_frames_rgb(direct)
+    assert len(served) == len(direct) == 4
+    assert all(np.array_equal(a, b) for a, b in zip(served, direct))
+
+
 def test_each_session_has_its_own_blend_state_and_the_table_is_bounded():
     sessions = Sessions(max_sessions=2)
     made = []

@@ -32,6 +32,7 @@ import torch
 from .._registry import create_generator
 from ..backends import BackendConfig, make_backend
 from ..checkpoint import load_generator
+from ..ensemble import ENSEMBLE_SIZES, EnsembleTranslate, check_ensemble_size
 from ..errors import RtAnimeError, require
 from ..images import image_to_tensor, tensor_to_image
 from ..pipeline import PipelineConfig, run_file
@@ -254,15 +255,21 @@ def build_demo(config: DemoConfig, *, cache: ModelCache | None = None) -> Any:
                 model_translate, strength=config.temporal_strength))
         return stylize_array(frame, translate, size_multiple=multiple, max_side=config.live_max_side)
 
+    def ensembled(translate: Callable[[torch.Tensor], torch.Tensor], n: int | str) -> Any:
+        # Gradio may hand the choice back as text; check_ensemble_size names a value it was never offered.
+        n = check_ensemble_size(int(n) if str(n).isdigit() else n, param="ensemble")
+        return translate if n == 1 else EnsembleTranslate(translate, n)
+
     @_user_errors
-    def image(picture: np.ndarray | None, model: str, solver: str, max_side: float) -> np.ndarray:
+    def image(picture: np.ndarray | None, model: str, solver: str, max_side: float, ensemble: int = 1) -> np.ndarray:
         if picture is None:
             raise RtAnimeError("upload an image first")
         translate, multiple = cache.get(model, solver)
+        translate = ensembled(translate, ensemble)
         return stylize_array(picture, translate, size_multiple=multiple, max_side=int(max_side) or None)
 
     @_user_errors
-    def video(path: str | None, model: str, solver: str, use_blend: bool, max_side: float,
+    def video(path: str | None, model: str, solver: str, use_blend: bool, max_side: float, ensemble: int = 1,
               progress: gr.Progress = gr.Progress()) -> str:
         if not path:
             raise RtAnimeError("upload a video first")
@@ -271,6 +278,7 @@ def build_demo(config: DemoConfig, *, cache: ModelCache | None = None) -> Any:
             raise RtAnimeError(f"the video is {seconds:.0f} s long; this demo accepts up to "
                                f"{config.max_video_seconds:g} s (rt-anime INPUT OUTPUT has no limit)")
         translate, multiple = cache.get(model, solver)
+        translate = ensembled(translate, ensemble)
         if use_blend:
             translate = TemporalBlend(translate, strength=config.temporal_strength)  # a fresh state per video
         latest: list[tuple[int, int | None]] = [(0, None)]  # (frames written, frames expected)
@@ -288,6 +296,8 @@ def build_demo(config: DemoConfig, *, cache: ModelCache | None = None) -> Any:
             use_blend = gr.Checkbox(value=False, label="Temporal blend (less flicker)")
             max_side = gr.Slider(0, 1280, value=config.max_side_default, step=16,
                                  label="Model resolution for video/image (longer side px, 0 = full)")
+            ensemble = gr.Dropdown(list(ENSEMBLE_SIZES), value=1, elem_id="ensemble",
+                                   label="Self-ensemble for video/image (flips and turns averaged; N× the work)")
         with gr.Tab("Webcam"):
             with gr.Row():
                 cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Camera",
@@ -301,7 +311,7 @@ def build_demo(config: DemoConfig, *, cache: ModelCache | None = None) -> Any:
                 video_in = gr.Video(sources=["upload"], format=None, label="Video", elem_id="video-input")
                 video_out = gr.Video(format=None, label="Anime video", elem_id="video-output")
             gr.Button("Stylize video", variant="primary", elem_id="video-run").click(
-                video, inputs=[video_in, model, solver, use_blend, max_side], outputs=video_out,
+                video, inputs=[video_in, model, solver, use_blend, max_side, ensemble], outputs=video_out,
                 concurrency_limit=1, concurrency_id="video")
         with gr.Tab("Image"):
             with gr.Row():
@@ -309,7 +319,7 @@ def build_demo(config: DemoConfig, *, cache: ModelCache | None = None) -> Any:
                                     elem_id="image-input")
                 image_out = gr.Image(type="numpy", label="Anime image", elem_id="image-output")
             gr.Button("Stylize image", variant="primary").click(
-                image, inputs=[image_in, model, solver, max_side], outputs=image_out, concurrency_limit=2,
+                image, inputs=[image_in, model, solver, max_side, ensemble], outputs=image_out, concurrency_limit=2,
                 concurrency_id="image")
 
         def forget(request: gr.Request) -> None:
