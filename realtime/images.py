@@ -11,7 +11,10 @@ import torch.nn.functional as F
 
 from .errors import RtAnimeError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pnm")
+"""Still-image formats read and written (by extension; 16-bit TIFF/PNG inputs are read as 8-bit)."""
+INPUT_IMAGE_SUFFIXES = (*IMAGE_SUFFIXES, ".pgm", ".pbm")
+"""Also read, never written: greyscale-only formats (expanded to RGB on reading; the output is colour)."""
 
 
 def read_image(path: "str | os.PathLike") -> np.ndarray:
@@ -27,7 +30,7 @@ def read_image(path: "str | os.PathLike") -> np.ndarray:
     data = np.fromfile(path, dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
-        raise RtAnimeError(f"{path} is not a readable image (supported: {', '.join(IMAGE_SUFFIXES)})")
+        raise RtAnimeError(f"{path} is not a readable image (supported: {', '.join(INPUT_IMAGE_SUFFIXES)})")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 

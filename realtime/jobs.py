@@ -20,7 +20,7 @@ import torch
 
 from ._fileio import write_atomic
 from .errors import RtAnimeError
-from .images import IMAGE_SUFFIXES, image_to_tensor, read_image, tensor_to_image, write_image
+from .images import IMAGE_SUFFIXES, INPUT_IMAGE_SUFFIXES, image_to_tensor, read_image, tensor_to_image, write_image
 from .pipeline import EncodeConfig, PipelineConfig, PipelineResult, run_file
 from .pipeline.translate import Geometry
 
@@ -80,13 +80,18 @@ def _printf_files(pattern: str) -> tuple[list[Path], int]:
     return [], 0
 
 
+def _output_name(path: Path) -> str:
+    # A folder output keeps each input's name; greyscale-only formats cannot hold the colour result, so PNG.
+    return path.name if path.suffix.lower() in IMAGE_SUFFIXES else f"{path.stem}.png"
+
+
 def classify_input(text: str) -> InputSpec:
     """Decide what INPUT is: a video, an image, or an image sequence (folder or printf pattern)."""
     path = Path(text).expanduser()
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in INPUT_IMAGE_SUFFIXES)
         if not files:
-            raise RtAnimeError(f"input folder {path} contains no images ({', '.join(IMAGE_SUFFIXES)})")
+            raise RtAnimeError(f"input folder {path} contains no images ({', '.join(INPUT_IMAGE_SUFFIXES)})")
         return InputSpec("images", path, tuple(files))
     if not path.exists() and _PRINTF.search(path.name):
         files, start = _printf_files(str(path))
@@ -95,7 +100,7 @@ def classify_input(text: str) -> InputSpec:
         return InputSpec("images", path, tuple(files), pattern_start=start)
     if not path.exists():
         raise RtAnimeError(f"input {path} does not exist")
-    if path.suffix.lower() in IMAGE_SUFFIXES:
+    if path.suffix.lower() in INPUT_IMAGE_SUFFIXES:
         return InputSpec("image", path)
     return InputSpec("video", path)
 
@@ -210,13 +215,13 @@ def run_job(source: InputSpec, target: OutputSpec, translate: Callable[[torch.Te
     if source.kind == "image":
         if target.kind == "video":
             raise RtAnimeError(f"input {source.path} is a single image; write an image or a folder, not a video")
-        dst = target.path / source.path.name if target.kind == "folder" else target.path
+        dst = target.path / _output_name(source.path) if target.kind == "folder" else target.path
         pairs = [(source.path, dst)]
     else:
         if target.kind != "folder":
             raise RtAnimeError(f"input {source.path} is an image sequence; write a folder or a video (with --fps), "
                                "not a single image")
-        pairs = [(p, target.path / p.name) for p in source.files]
+        pairs = [(p, target.path / _output_name(p)) for p in source.files]
     for src, dst in pairs:
         if dst.exists() and os.path.samefile(src, dst):
             raise RtAnimeError(f"output {dst} is the input image; choose another output folder or name")

@@ -78,6 +78,27 @@ def test_single_image(tmp_path):
     assert img.shape == (21, 33, 3) and img.std() > 0
 
 
+def test_tiff_ppm_and_greyscale_inputs_are_images(tmp_path, capsys):
+    # These used to be taken for videos: "input a.tif is a video, so the output must be a video file".
+    rng = np.random.default_rng(1)
+    src = tmp_path / "in"
+    src.mkdir()
+    rgb16 = (rng.random((20, 28, 3)) * 65535).astype(np.uint16)  # a 16-bit scan: read as 8-bit
+    cv2.imwrite(str(src / "a.tif"), rgb16)
+    cv2.imwrite(str(src / "b.ppm"), (rng.random((20, 28, 3)) * 255).astype(np.uint8))
+    cv2.imwrite(str(src / "c.pgm"), (rng.random((20, 28)) * 255).astype(np.uint8))
+    out = tmp_path / "a-anime.tiff"
+    assert main([str(src / "a.tif"), str(out), *MODEL]) == 0
+    single = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    assert single.shape == (20, 28, 3) and single.dtype == np.uint8 and single.std() > 0
+    assert main([str(src), str(tmp_path / "out"), *MODEL]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.tif", "b.ppm", "c.png"]
+    assert cv2.imread(str(tmp_path / "out" / "c.png"), cv2.IMREAD_UNCHANGED).shape == (20, 28, 3)
+    assert main([str(src / "c.pgm"), str(tmp_path / "c.pgm"), *MODEL]) == 2
+    one_line_error(capsys, r"unknown extension '.pgm'.*\.tiff")
+    assert not (tmp_path / "c.pgm").exists()
+
+
 def test_pattern_to_video_uses_exact_fps(tmp_path):
     _images(tmp_path / "in", [(32, 24)] * 5)
     out = tmp_path / "v.mp4"

@@ -37,7 +37,7 @@ import torch
 
 from .._fileio import write_atomic
 from ..errors import RtAnimeError
-from ..images import IMAGE_SUFFIXES, image_to_tensor, pad_to_multiple, read_image, tensor_to_image, write_image
+from ..images import INPUT_IMAGE_SUFFIXES, image_to_tensor, pad_to_multiple, read_image, tensor_to_image, write_image
 from .config import TEACHER_ALGORITHMIC, DataSection
 
 logger = logging.getLogger(__name__)
@@ -58,9 +58,9 @@ def list_images(folders: Sequence[str | Path], *, key: str = "data.photos") -> l
         root = Path(folder).expanduser()
         if not root.is_dir():
             raise RtAnimeError(f"`{key}`: folder {root} does not exist")
-        images = [p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+        images = [p for p in root.rglob("*") if p.suffix.lower() in INPUT_IMAGE_SUFFIXES and p.is_file()]
         if not images:
-            raise RtAnimeError(f"`{key}`: no images ({', '.join(IMAGE_SUFFIXES)}) under {root}")
+            raise RtAnimeError(f"`{key}`: no images ({', '.join(INPUT_IMAGE_SUFFIXES)}) under {root}")
         found.update(p.resolve() for p in images)
     return sorted(found, key=str)
 
