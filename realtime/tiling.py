@@ -7,9 +7,15 @@ slightly between distant tiles. Use tiling only when a whole frame does not fit 
 
 from __future__ import annotations
 
-from typing import Callable
+import logging
+from typing import TYPE_CHECKING, Callable
 
 import torch
+
+if TYPE_CHECKING:
+    from .memory import TilePlan
+
+logger = logging.getLogger(__name__)
 
 
 def _starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -70,3 +76,25 @@ class TiledTranslate:
                 out[:, :, y0:y0 + th, x0:x0 + tw] += y * mask
                 weight[:, :, y0:y0 + th, x0:x0 + tw] += mask
         return out / weight
+
+
+class AutoTiles:
+    """``--tile auto``: frames that fit the memory budget run whole; larger ones run as :class:`TiledTranslate`
+    tiles of ``plan.tile``, with one warning (naming the size and the flags) the first time it happens."""
+
+    def __init__(self, translate: Callable[[torch.Tensor], torch.Tensor], plan: TilePlan, *, overlap: int = 32,
+                 multiple: int = 4) -> None:
+        self.translate, self.plan = translate, plan
+        self.tiled = TiledTranslate(translate, tile=plan.tile, overlap=overlap, multiple=multiple)
+        self.name = getattr(translate, "name", "model")
+        self.device = getattr(translate, "device", torch.device("cpu"))
+        self._warned = False
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        if not self.plan.needs_tiles(h, w):
+            return self.translate(x)
+        if not self._warned:
+            self._warned = True
+            logger.warning(self.plan.describe(h, w, n))
+        return self.tiled(x)

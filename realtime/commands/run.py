@@ -16,7 +16,8 @@ from ..errors import RtAnimeError
 from ..jobs import classify_input, classify_output, parse_fps, run_job
 from ..pipeline import EncodeConfig, PipelineConfig
 from ..temporal.blend import TEMPORAL_MODES, TemporalBlend
-from ..tiling import TiledTranslate
+from ..memory import plan_tiles
+from ..tiling import AutoTiles, TiledTranslate
 from . import (DEFAULT_MODEL, ProgressBar, add_io_arguments, add_model_arguments, model_from_args, parse_size,
                warn_about_input)
 from .finetune import add_finetune_options, stabilized_model
@@ -37,8 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="average the model over N flips / quarter-turns of each frame: 1, 2, 4 or 8; N times "
                              "the model's work, closer to what it was trained to imitate (8: +0.44 dB against the "
                              "teacher for niji; MODEL_CARD.md). Default 1")
-    parser.add_argument("--tile", type=int, metavar="N",
-                        help="run the model on overlapping N×N tiles (for frames too large for memory)")
+    parser.add_argument("--tile", default="auto", metavar="auto|none|N",
+                        help="run the model on overlapping N×N tiles; auto (default) tiles only frames whose "
+                             "activations would not fit 3/4 of the available memory (on the CPU; measured per "
+                             "model), none never tiles")
     parser.add_argument("--tile-overlap", type=int, default=32, metavar="N", help="tile overlap in pixels (32)")
     parser.add_argument("--temporal", choices=TEMPORAL_MODES, default="none",
                         help="temporal stabilization for videos and frame sequences: blend = flow-guided blending "
@@ -52,6 +55,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_finetune_options(parser.add_argument_group("fine-tuning (--stabilize finetune)"), prefix="finetune-")
     parser.add_argument("--threads", type=int, help="CPU threads for inference")
     parser.add_argument("--benchmark", action="store_true", help="print model-only fps, end-to-end fps, stage times")
+
+
+def parse_tile(text: str) -> int | str | None:
+    """``--tile``: ``"auto"``, ``None`` for ``none``, or a side in pixels (at least 8)."""
+    if text in ("auto", "none"):
+        return None if text == "none" else text
+    if not text.isdigit() or int(text) < 8:
+        raise ValueError(f"--tile {text!r}: expected auto, none or a tile side in pixels >= 8")
+    return int(text)
 
 
 def _model(args: argparse.Namespace):
@@ -85,8 +97,13 @@ def run(args: argparse.Namespace) -> int:
     if args.ensemble > 1:
         # Inside the tiling, so each tile's orientations fit in the memory a tile was chosen for.
         backend = EnsembleTranslate(backend, args.ensemble)
-    if args.tile:
-        backend = TiledTranslate(backend, tile=args.tile, overlap=args.tile_overlap, multiple=model.size_multiple)
+    tile = parse_tile(args.tile)
+    if isinstance(tile, int):
+        backend = TiledTranslate(backend, tile=tile, overlap=args.tile_overlap, multiple=model.size_multiple)
+    elif tile == "auto" and backend.device.type == "cpu":
+        plan = plan_tiles(model, multiple=model.size_multiple, batch=args.batch)
+        if plan is not None:
+            backend = AutoTiles(backend, plan, overlap=args.tile_overlap, multiple=model.size_multiple)
     if args.temporal == "blend":
         # Outermost, so it sees whole frames in order; one instance per job = one stream's state.
         backend = TemporalBlend(backend, strength=args.temporal_strength)

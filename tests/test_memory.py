@@ -1,0 +1,102 @@
+"""``--tile auto``: the per-pixel memory a model needs is measured, and frames that would not fit are tiled."""
+
+from __future__ import annotations
+
+import logging
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import realtime
+import realtime.memory as memory
+from realtime.cli import main
+from realtime.memory import MIN_TILE, RSS_FACTOR, TilePlan, bytes_per_pixel, plan_tiles
+
+MODEL = ["--model", "nijigan-lite", "--random-weights"]
+
+
+class _TwoTemporaries(torch.nn.Module):
+    def forward(self, x):
+        y = x * 2  # a new tensor of x's size
+        z = y.view(-1).view(x.shape)  # views share y's storage: counted once
+        return z + 1  # a second one while y is alive
+
+
+def test_live_bytes_counts_each_storage_once_while_it_is_alive():
+    x = torch.zeros(1, 3, 10, 12)
+    with torch.inference_mode(), memory._LiveBytes() as tracker:
+        out = _TwoTemporaries()(x)
+    assert tracker.peak == 2 * x.numel() * 4
+    del out
+
+
+def test_bytes_per_pixel_grows_with_the_width_and_includes_the_rss_factor():
+    torch.manual_seed(0)
+    narrow = bytes_per_pixel(realtime.create_generator("nijigan-lite", ngf=8), multiple=4)
+    wide = bytes_per_pixel(realtime.create_generator("nijigan-lite", ngf=16), multiple=4)
+    # At least one fp32 ngf-channel activation at full resolution, times the RSS factor.
+    assert narrow >= 8 * 4 * RSS_FACTOR
+    assert 1.6 < wide / narrow < 2.4
+
+
+def test_plan_takes_three_quarters_of_what_is_available_and_keeps_a_floor():
+    model = realtime.create_generator("nijigan-lite", ngf=8)
+    per_px = bytes_per_pixel(model, multiple=4)
+    plan = plan_tiles(model, multiple=4, available=4 * int(per_px * 1000 * 1000))
+    assert plan.tile % 4 == 0 and abs(plan.tile - int((3 * 1000 * 1000) ** 0.5)) <= 4
+    assert plan_tiles(model, multiple=4, batch=4, available=4 * int(per_px * 1000 * 1000)).tile < plan.tile
+    assert plan_tiles(model, multiple=4, available=1).tile == MIN_TILE
+    assert plan.needs_tiles(plan.tile, plan.tile + 1) and not plan.needs_tiles(plan.tile, plan.tile)
+    text = TilePlan(tile=512, bytes_per_pixel=1024.0, budget=2**30).describe(4000, 6000)
+    assert "6000x4000" in text and "22.9 GiB" in text and "512-px tiles" in text and "--tile none" in text
+
+
+def test_plan_is_none_where_the_available_memory_is_unknown(monkeypatch):
+    monkeypatch.setattr(memory, "available_memory", lambda: None)
+    assert plan_tiles(realtime.create_generator("nijigan-lite", ngf=4), multiple=4) is None
+
+
+@pytest.fixture
+def photo(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "big.png"
+    cv2.imwrite(str(path), cv2.GaussianBlur((rng.random((280, 300, 3)) * 255).astype(np.uint8), (9, 9), 0))
+    return path
+
+
+def test_cli_tiles_a_frame_that_would_not_fit_and_says_so(photo, tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(memory, "available_memory", lambda: 1)  # nothing fits: the smallest tile, 256
+    outs = {}
+    for tile in ("auto", "256", "none"):
+        out = tmp_path / f"{tile}.png"
+        with caplog.at_level(logging.WARNING):
+            caplog.clear()
+            torch.manual_seed(0)  # the same random weights each run
+            assert main([str(photo), str(out), *MODEL, "--tile", tile]) == 0
+        outs[tile] = cv2.imread(str(out))
+        warned = [r.getMessage() for r in caplog.records if "tiles" in r.getMessage()]
+        assert len(warned) == (1 if tile == "auto" else 0)
+        if tile == "auto":
+            assert "a 300x280 frame needs" in warned[0] and "256-px tiles" in warned[0]
+    assert np.array_equal(outs["auto"], outs["256"])
+    assert not np.array_equal(outs["auto"], outs["none"])
+
+
+def test_cli_leaves_frames_that_fit_whole(photo, tmp_path, monkeypatch):
+    monkeypatch.setattr(memory, "available_memory", lambda: 2**40)
+    outs = []
+    for tile in ("auto", "none"):
+        torch.manual_seed(0)
+        assert main([str(photo), str(tmp_path / f"{tile}.png"), *MODEL, "--tile", tile]) == 0
+        outs.append(cv2.imread(str(tmp_path / f"{tile}.png")))
+    assert np.array_equal(*outs)
+
+
+@pytest.mark.parametrize("value", ["big", "4", "-1"])
+def test_bad_tile_is_one_line(photo, tmp_path, capsys, value):
+    assert main([str(photo), str(tmp_path / "o.png"), *MODEL, "--tile", value]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--tile {value!r}" in err[0] and "auto, none" in err[0]
+    assert not (tmp_path / "o.png").exists()
