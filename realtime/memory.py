@@ -130,7 +130,11 @@ def plan_tiles(model: torch.nn.Module, *, multiple: int, batch: int = 1, availab
     available = available_memory() if available is None else available
     if not available:
         return None
-    per_pixel = bytes_per_pixel(model, multiple=multiple)
+    try:
+        per_pixel = bytes_per_pixel(model, multiple=multiple)
+    except Exception as error:  # noqa: BLE001 - a model that fails here fails on the first frame, where it is reported
+        logger.debug("memory probe failed (%s): frames run whole", error)
+        return None
     budget = int(available * BUDGET_FRACTION)
     if per_pixel <= 0:
         return None

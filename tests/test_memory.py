@@ -53,9 +53,13 @@ def test_plan_takes_three_quarters_of_what_is_available_and_keeps_a_floor():
     assert "6000x4000" in text and "22.9 GiB" in text and "512-px tiles" in text and "--tile none" in text
 
 
-def test_plan_is_none_where_the_available_memory_is_unknown(monkeypatch):
+def test_plan_is_none_where_the_available_memory_is_unknown_or_the_probe_fails(monkeypatch):
+    model = realtime.create_generator("nijigan-lite", ngf=4)
+    assert plan_tiles(model, multiple=4, available=2**30) is not None
     monkeypatch.setattr(memory, "available_memory", lambda: None)
-    assert plan_tiles(realtime.create_generator("nijigan-lite", ngf=4), multiple=4) is None
+    assert plan_tiles(model, multiple=4) is None
+    monkeypatch.setattr(model, "forward", lambda x: (_ for _ in ()).throw(RuntimeError("broken model")))
+    assert plan_tiles(model, multiple=4, available=2**30) is None
 
 
 @pytest.fixture
