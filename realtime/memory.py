@@ -23,7 +23,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-__all__ = ["RSS_FACTOR", "TilePlan", "available_memory", "bytes_per_pixel", "plan_tiles"]
+__all__ = ["RSS_FACTOR", "TilePlan", "available_memory", "bytes_per_pixel", "fit_tiles", "plan_tiles"]
 
 logger = logging.getLogger(__name__)
 
@@ -120,13 +120,15 @@ class TilePlan:
     def describe(self, height: int, width: int, batch: int = 1) -> str:
         need = self.bytes_per_pixel * height * width * batch
         return (f"a {width}x{height} frame needs ~{need / 2**30:.1f} GiB to run whole, {self.budget / 2**30:.1f} "
-                f"GiB is the budget (3/4 of the memory available): running it in {self.tile}-px tiles "
-                f"(--tile none runs it whole, --tile N sets the tile)")
+                f"GiB is the budget (3/4 of the memory available to this process): running it in {self.tile}-px "
+                f"tiles (--tile none runs it whole, --tile N sets the tile)")
 
 
-def plan_tiles(model: torch.nn.Module, *, multiple: int, batch: int = 1, available: int | None = None) -> TilePlan | None:
-    """The largest square tile whose activations fit ``BUDGET_FRACTION`` of the available memory, or ``None`` when
-    the available memory is unknown (then frames run whole, as before)."""
+def plan_tiles(model: torch.nn.Module, *, multiple: int, batch: int = 1, available: int | None = None,
+               share: float = 1.0) -> TilePlan | None:
+    """The largest square tile whose activations fit ``BUDGET_FRACTION`` of the available memory (times ``share``,
+    for processes that split a machine), or ``None`` when that memory is unknown or the model cannot be probed
+    (then frames run whole, as before)."""
     available = available_memory() if available is None else available
     if not available:
         return None
@@ -135,8 +137,13 @@ def plan_tiles(model: torch.nn.Module, *, multiple: int, batch: int = 1, availab
     except Exception as error:  # noqa: BLE001 - a model that fails here fails on the first frame, where it is reported
         logger.debug("memory probe failed (%s): frames run whole", error)
         return None
+    return fit_tiles(per_pixel, multiple=multiple, batch=batch, available=int(available * min(max(share, 0.0), 1.0)))
+
+
+def fit_tiles(per_pixel: float, *, multiple: int, batch: int = 1, available: int) -> TilePlan | None:
+    """:func:`plan_tiles` for a cost per pixel already measured."""
     budget = int(available * BUDGET_FRACTION)
-    if per_pixel <= 0:
+    if per_pixel <= 0 or budget <= 0:
         return None
     side = int(math.sqrt(budget / (per_pixel * max(batch, 1))))
     tile = max(MIN_TILE, side - side % multiple)

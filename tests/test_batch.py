@@ -148,6 +148,30 @@ def test_worker_ensemble_equals_the_single_pass_ensemble(clip, model, tmp_path):
         TranslateSpec(ensemble=3)
 
 
+def test_worker_auto_tiles_within_its_share_of_the_node(model, monkeypatch):
+    import os
+
+    import realtime.memory as memory
+    from realtime.batch.cluster import ChunkWorker
+    from realtime.batch.config import ModelPayload
+    from realtime.tiling import AutoTiles, TiledTranslate
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(memory, "available_memory", lambda: 2**32)
+    worker = ChunkWorker(ModelPayload.from_model(model), TranslateSpec(), device="cpu", threads=1)
+    translate = worker._translate(2)
+    assert isinstance(translate, AutoTiles)
+    assert translate.plan.budget == int(2**32 // 4 * 0.75)  # one thread of four: a quarter of the memory
+    assert translate.plan.tile ** 2 * 2 * translate.plan.bytes_per_pixel <= translate.plan.budget
+    assert translate.plan.bytes_per_pixel == pytest.approx(memory.bytes_per_pixel(model, multiple=4))
+    fixed = ChunkWorker(ModelPayload.from_model(model), TranslateSpec(tile=64), device="cpu", threads=1)
+    assert isinstance(fixed._translate(), TiledTranslate) and fixed._translate().tile == 64
+    plain = ChunkWorker(ModelPayload.from_model(model), TranslateSpec(tile=None), device="cpu", threads=1)
+    assert not isinstance(plain._translate(), (AutoTiles, TiledTranslate))
+    with pytest.raises(ValueError, match="--tile must be auto, none or at least 8 pixels, got 'big'"):
+        TranslateSpec(tile="big")
+
+
 def test_blend_warmup_makes_seams_match_a_single_pass(clip, model, tmp_path):
     backend = make_backend(model, BackendConfig(device="cpu"))
     pipeline = PipelineConfig(size_multiple=model.size_multiple)

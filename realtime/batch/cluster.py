@@ -146,6 +146,14 @@ class ChunkWorker:
         self._spec = spec
         self._multiple = model.size_multiple
         self._backend = make_backend(model, BackendConfig(name=spec.backend, device=device, threads=threads))
+        self._per_pixel = 0.0
+        if spec.tile == "auto" and self._backend.device.type == "cpu":
+            from ..memory import bytes_per_pixel
+
+            try:
+                self._per_pixel = bytes_per_pixel(model, multiple=model.size_multiple)
+            except Exception as error:  # noqa: BLE001 - a broken model fails on its first chunk, where it is reported
+                logger.debug("memory probe failed (%s): frames run whole", error)
         self._threads = threads
         self._device = device
         self.init_seconds = time.perf_counter() - started
@@ -155,18 +163,32 @@ class ChunkWorker:
         return {"worker": f"{socket.gethostname()}:{os.getpid()}", "init_seconds": self.init_seconds,
                 "threads": self._threads, "device": self._device}
 
-    def _translate(self) -> Any:
+    def _auto_tiles(self, batch: int) -> Any:
+        from ..memory import available_memory, fit_tiles
+
+        available = available_memory()
+        if not self._per_pixel or not available:
+            return None
+        # The actors of a node split its memory as they split its CPUs (one per `threads` cores).
+        share = min(1.0, self._threads / max(os.cpu_count() or 1, 1))
+        return fit_tiles(self._per_pixel, multiple=self._multiple, batch=batch, available=int(available * share))
+
+    def _translate(self, batch: int = 1) -> Any:
         translate: Any = self._backend
         if self._spec.ensemble > 1:
             from ..ensemble import EnsembleTranslate
 
             # Inside the tiling, as `rt-anime INPUT OUTPUT --ensemble N` stacks it.
             translate = EnsembleTranslate(translate, self._spec.ensemble)
-        if self._spec.tile:
+        if isinstance(self._spec.tile, int):
             from ..tiling import TiledTranslate
 
             translate = TiledTranslate(translate, tile=self._spec.tile, overlap=self._spec.tile_overlap,
                                        multiple=self._multiple)
+        elif self._spec.tile == "auto" and (plan := self._auto_tiles(batch)) is not None:
+            from ..tiling import AutoTiles
+
+            translate = AutoTiles(translate, plan, overlap=self._spec.tile_overlap, multiple=self._multiple)
         if self._spec.temporal == "blend":
             from ..temporal.blend import TemporalBlend
 
@@ -175,4 +197,4 @@ class ChunkWorker:
         return translate
 
     def run(self, task: ChunkTask) -> ChunkResult:
-        return run_chunk(task, self._translate(), workdir=tempfile.gettempdir())
+        return run_chunk(task, self._translate(task.pipeline.batch_size), workdir=tempfile.gettempdir())

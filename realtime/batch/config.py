@@ -84,7 +84,7 @@ class TranslateSpec:
 
     backend: str = "torch"
     device: str = "auto"
-    tile: int | None = None
+    tile: int | Literal["auto"] | None = "auto"
     tile_overlap: int = 32
     ensemble: int = 1
     temporal: Literal["none", "blend"] = "none"
@@ -103,8 +103,8 @@ class TranslateSpec:
             raise ValueError(f"--temporal must be one of {', '.join(TEMPORAL_MODES)}, got {self.temporal!r}")
         if not 0.0 <= self.temporal_strength <= 1.0:
             raise ValueError(f"--temporal-strength must be in 0..1, got {self.temporal_strength}")
-        if self.tile is not None and self.tile < 8:
-            raise ValueError(f"--tile must be at least 8 pixels, got {self.tile}")
+        if self.tile != "auto" and self.tile is not None and (not isinstance(self.tile, int) or self.tile < 8):
+            raise ValueError(f"--tile must be auto, none or at least 8 pixels, got {self.tile!r}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

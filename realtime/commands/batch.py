@@ -28,6 +28,7 @@ from ..ensemble import ENSEMBLE_SIZES
 from ..pipeline import EncodeConfig, PipelineConfig
 from ..temporal.blend import TEMPORAL_MODES
 from . import DEFAULT_MODEL, add_model_arguments, model_from_args, parse_size
+from .run import parse_tile
 
 EXIT_SOME_FAILED = 1
 
@@ -56,7 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ensemble", type=int, choices=ENSEMBLE_SIZES, default=1, metavar="N",
                         help="average the model over N flips / quarter-turns of each frame: 1, 2, 4 or 8 (N times "
                              "the work; as 'rt-anime INPUT OUTPUT --ensemble N'). Default 1")
-    parser.add_argument("--tile", type=int, metavar="N", help="run the model on overlapping N×N tiles")
+    parser.add_argument("--tile", default="auto", metavar="auto|none|N",
+                        help="overlapping N×N tiles; auto (default) tiles only frames whose activations would not "
+                             "fit an actor's share of the node's memory (CPU actors), none never tiles")
     parser.add_argument("--tile-overlap", type=int, default=32, metavar="N", help="tile overlap in pixels (32)")
     parser.add_argument("--temporal", choices=TEMPORAL_MODES, default="none",
                         help="blend = flow-guided blending of the previous output (default none)")
@@ -105,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-side must be at least 8 pixels, got {args.max_side}")
     batch = BatchConfig(ray=args.ray, chunk_seconds=args.chunk_seconds, workers=args.workers, threads=args.threads,
                         max_retries=args.max_retries, resume=args.resume, overlap_frames=args.overlap, ext=args.ext)
-    spec = TranslateSpec(backend=args.backend, device=args.device, tile=args.tile, tile_overlap=args.tile_overlap,
+    spec = TranslateSpec(backend=args.backend, device=args.device, tile=parse_tile(args.tile),
+                         tile_overlap=args.tile_overlap,
                          ensemble=args.ensemble, temporal=args.temporal, temporal_strength=args.temporal_strength)
     size = parse_size(args.size, flag="--size") if args.size else None
     import_ray()  # fail on a missing extra before loading a model or scanning inputs
