@@ -142,8 +142,8 @@ def plan_tiles(model: torch.nn.Module, *, multiple: int, batch: int = 1, availab
 
 def fit_tiles(per_pixel: float, *, multiple: int, batch: int = 1, available: int) -> TilePlan | None:
     """:func:`plan_tiles` for a cost per pixel already measured."""
-    budget = int(available * BUDGET_FRACTION)
-    if per_pixel <= 0 or budget <= 0:
+    budget = max(int(available * BUDGET_FRACTION), 1)  # next to nothing free: the smallest tiles
+    if per_pixel <= 0:
         return None
     side = int(math.sqrt(budget / (per_pixel * max(batch, 1))))
     tile = max(MIN_TILE, side - side % multiple)
