@@ -40,7 +40,8 @@ if budget > 0:
 x = torch.rand(1, 3, h // 8 + 1, w // 8 + 1)
 x = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear") * 2 - 1
 y = translate(x)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, getattr(translate, "plan", None) and translate.plan.tile)
+tile = translate.plan.tile if budget > 0 else None
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, tile)
 """
 
 
