@@ -98,6 +98,23 @@ def test_image_and_video_tabs_offer_the_self_ensemble(tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(served, direct))
 
 
+def test_full_size_uploads_are_tiled_when_they_would_not_fit(monkeypatch):
+    import realtime.memory as memory
+    from realtime.tiling import AutoTiles, TiledTranslate
+
+    monkeypatch.setattr(memory, "available_memory", lambda: 1)  # nothing fits: the smallest tile, 256
+    cache = ModelCache(CONFIG)
+    translate, multiple = cache.get("nijigan-lite", DEFAULT_SOLVER)
+    assert isinstance(translate, AutoTiles) and translate.plan.tile == 256
+    rgb = (np.random.default_rng(2).random((280, 300, 3)) * 255).astype(np.uint8)
+    fns = handlers(build_demo(CONFIG, cache=cache))
+    served = fns["image"].fn(rgb, "nijigan-lite", DEFAULT_SOLVER, 0)
+    tiled = stylize_array(rgb, TiledTranslate(translate.translate, tile=256, multiple=multiple),
+                          size_multiple=multiple, max_side=None)
+    whole = stylize_array(rgb, translate.translate, size_multiple=multiple, max_side=None)
+    assert np.array_equal(served, tiled) and not np.array_equal(served, whole)
+
+
 def test_each_session_has_its_own_blend_state_and_the_table_is_bounded():
     sessions = Sessions(max_sessions=2)
     made = []

@@ -35,10 +35,12 @@ from ..checkpoint import load_generator
 from ..ensemble import ENSEMBLE_SIZES, EnsembleTranslate, check_ensemble_size
 from ..errors import RtAnimeError, require
 from ..images import image_to_tensor, tensor_to_image
+from ..memory import plan_tiles
 from ..pipeline import PipelineConfig, run_file
 from ..models._base import Generator
 from ..pipeline.translate import Geometry
 from ..temporal.blend import TemporalBlend
+from ..tiling import AutoTiles
 
 __all__ = ["DemoConfig", "ModelCache", "build_demo", "launch"]
 
@@ -120,7 +122,13 @@ class ModelCache:
                 self._entries.move_to_end(key)
                 return self._entries[key]
             generator = self._loader(model, None if solver == DEFAULT_SOLVER else solver)
-            entry = (make_backend(generator, self._config.backend), generator.size_multiple)
+            backend: Any = make_backend(generator, self._config.backend)
+            if backend.device.type == "cpu":
+                # An upload at full size ("0 = full") must not get the server OOM-killed: tile what would not fit
+                # a third of the memory (two image requests and a video job may run at once).
+                plan = plan_tiles(generator, multiple=generator.size_multiple, share=1 / 3)
+                backend = AutoTiles(backend, plan, multiple=generator.size_multiple) if plan else backend
+            entry = (backend, generator.size_multiple)
             self._entries[key] = entry
             while len(self._entries) > self._max:
                 self._entries.popitem(last=False)
