@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 import weakref
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-__all__ = ["RSS_FACTOR", "TilePlan", "available_memory", "bytes_per_pixel", "fit_tiles", "plan_tiles"]
+__all__ = ["RSS_FACTOR", "TilePlan", "TilePlanner", "available_memory", "bytes_per_pixel", "fit_tiles", "plan_tiles"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ BUDGET_FRACTION = 0.75
 """Share of the memory available at start-up a frame's activations may take (decode, encode and queues need some)."""
 MIN_TILE = 256
 """Smallest automatic tile side: below it the overlap is most of each tile's work."""
+SURE_BYTES_PER_PIXEL = 16 * 1024
+"""More than any generator here needs (`niji` 2.1 KB): a frame that fits at this rate is run without probing."""
 
 
 class _LiveBytes(TorchDispatchMode):
@@ -149,3 +152,45 @@ def fit_tiles(per_pixel: float, *, multiple: int, batch: int = 1, available: int
     tile = max(MIN_TILE, side - side % multiple)
     logger.debug("memory: %.0f bytes/px, budget %.1f GiB, tile %d", per_pixel, budget / 2**30, tile)
     return TilePlan(tile=tile, bytes_per_pixel=per_pixel, budget=budget)
+
+
+class TilePlanner:
+    """``--tile auto`` for one model, decided per frame size and lazily: the model is probed (once) only when a
+    frame is large enough that it might not fit, so small images and video pay nothing.
+
+    Args:
+        model: The generator (probed on the CPU in fp32).
+        multiple: Its size multiple (tiles are multiples of it).
+        share: Fraction of the machine's available memory this process may plan with (processes that split a
+            machine, e.g. Ray actors, or a server running several requests at once).
+        available: Available memory in bytes; read from the system (once) when ``None``.
+    """
+
+    def __init__(self, model: torch.nn.Module, *, multiple: int, share: float = 1.0,
+                 available: int | None = None) -> None:
+        if not 0.0 < share <= 1.0:
+            raise ValueError(f"share must be in (0, 1], got {share!r}")
+        self._model, self.multiple, self.share = model, multiple, share
+        self._available = available
+        self._per_pixel: float | None = None
+        self._lock = threading.Lock()
+
+    def plan_for(self, height: int, width: int, batch: int = 1) -> TilePlan | None:
+        """The plan for ``batch`` frames of ``height`` × ``width``, or ``None`` to run them whole."""
+        with self._lock:
+            if self._available is None:
+                self._available = available_memory() or 0
+            if not self._available:  # unknown: run whole, as before --tile auto existed
+                return None
+            available = max(int(self._available * self.share), 1)
+            if height * width * batch * SURE_BYTES_PER_PIXEL <= available * BUDGET_FRACTION:
+                return None
+            if self._per_pixel is None:
+                try:
+                    self._per_pixel = bytes_per_pixel(self._model, multiple=self.multiple)
+                except Exception as error:  # noqa: BLE001 - a broken model fails on its frame, where it is reported
+                    logger.debug("memory probe failed (%s): frames run whole", error)
+                    self._per_pixel = 0.0
+            if not self._per_pixel:
+                return None
+            return fit_tiles(self._per_pixel, multiple=self.multiple, batch=batch, available=available)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Callable
 import torch
 
 if TYPE_CHECKING:
-    from .memory import TilePlan
+    from .memory import TilePlanner
 
 logger = logging.getLogger(__name__)
 
@@ -80,21 +80,25 @@ class TiledTranslate:
 
 class AutoTiles:
     """``--tile auto``: frames that fit the memory budget run whole; larger ones run as :class:`TiledTranslate`
-    tiles of ``plan.tile``, with one warning (naming the size and the flags) the first time it happens."""
+    tiles of the planner's size, with one warning (naming the size and the flags) the first time it happens."""
 
-    def __init__(self, translate: Callable[[torch.Tensor], torch.Tensor], plan: TilePlan, *, overlap: int = 32,
+    def __init__(self, translate: Callable[[torch.Tensor], torch.Tensor], planner: TilePlanner, *, overlap: int = 32,
                  multiple: int = 4) -> None:
-        self.translate, self.plan = translate, plan
-        self.tiled = TiledTranslate(translate, tile=plan.tile, overlap=overlap, multiple=multiple)
+        self.translate, self.planner, self.overlap, self.multiple = translate, planner, overlap, multiple
         self.name = getattr(translate, "name", "model")
         self.device = getattr(translate, "device", torch.device("cpu"))
+        self._tiled: dict[int, TiledTranslate] = {}
         self._warned = False
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
-        if not self.plan.needs_tiles(h, w):
+        plan = self.planner.plan_for(h, w, n)
+        if plan is None or not plan.needs_tiles(h, w):
             return self.translate(x)
         if not self._warned:
             self._warned = True
-            logger.warning(self.plan.describe(h, w, n))
-        return self.tiled(x)
+            logger.warning(plan.describe(h, w, n))
+        if plan.tile not in self._tiled:
+            self._tiled[plan.tile] = TiledTranslate(self.translate, tile=plan.tile, overlap=self.overlap,
+                                                    multiple=self.multiple)
+        return self._tiled[plan.tile](x)

@@ -159,11 +159,13 @@ def test_worker_auto_tiles_within_its_share_of_the_node(model, monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
     monkeypatch.setattr(memory, "available_memory", lambda: 2**32)
     worker = ChunkWorker(ModelPayload.from_model(model), TranslateSpec(), device="cpu", threads=1)
-    translate = worker._translate(2)
-    assert isinstance(translate, AutoTiles)
-    assert translate.plan.budget == int(2**32 // 4 * 0.75)  # one thread of four: a quarter of the memory
-    assert translate.plan.tile ** 2 * 2 * translate.plan.bytes_per_pixel <= translate.plan.budget
-    assert translate.plan.bytes_per_pixel == pytest.approx(memory.bytes_per_pixel(model, multiple=4))
+    translate = worker._translate()
+    assert isinstance(translate, AutoTiles) and translate.planner.share == 0.25  # one thread of four cores
+    assert translate.planner.plan_for(64, 64, 2) is None  # small frames: run whole, no probe
+    plan = translate.planner.plan_for(2000, 2000, 2)
+    assert plan.budget == int(2**32 // 4 * 0.75)  # a quarter of the node's memory, 3/4 of it for activations
+    assert plan.tile ** 2 * 2 * plan.bytes_per_pixel <= plan.budget
+    assert plan.bytes_per_pixel == pytest.approx(memory.bytes_per_pixel(model, multiple=4))
     fixed = ChunkWorker(ModelPayload.from_model(model), TranslateSpec(tile=64), device="cpu", threads=1)
     assert isinstance(fixed._translate(), TiledTranslate) and fixed._translate().tile == 64
     plain = ChunkWorker(ModelPayload.from_model(model), TranslateSpec(tile=None), device="cpu", threads=1)

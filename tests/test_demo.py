@@ -105,7 +105,7 @@ def test_full_size_uploads_are_tiled_when_they_would_not_fit(monkeypatch):
     monkeypatch.setattr(memory, "available_memory", lambda: 1)  # nothing fits: the smallest tile, 256
     cache = ModelCache(CONFIG)
     translate, multiple = cache.get("nijigan-lite", DEFAULT_SOLVER)
-    assert isinstance(translate, AutoTiles) and translate.plan.tile == 256
+    assert isinstance(translate, AutoTiles) and translate.planner.plan_for(280, 300).tile == 256
     rgb = (np.random.default_rng(2).random((280, 300, 3)) * 255).astype(np.uint8)
     fns = handlers(build_demo(CONFIG, cache=cache))
     served = fns["image"].fn(rgb, "nijigan-lite", DEFAULT_SOLVER, 0)

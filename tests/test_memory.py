@@ -62,6 +62,26 @@ def test_plan_is_none_where_the_available_memory_is_unknown_or_the_probe_fails(m
     assert plan_tiles(model, multiple=4, available=2**30) is None
 
 
+def test_planner_probes_only_for_frames_that_might_not_fit_and_only_once(monkeypatch):
+    model = realtime.create_generator("nijigan-lite", ngf=4)
+    probes = []
+    real = memory.bytes_per_pixel
+
+    def counted(*args, **kwargs):
+        probes.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(memory, "bytes_per_pixel", counted)
+    planner = memory.TilePlanner(model, multiple=4, share=0.5, available=2**30)
+    fits = int((2**30 * 0.5 * 0.75 / memory.SURE_BYTES_PER_PIXEL) ** 0.5)
+    assert planner.plan_for(fits, fits) is None and not probes
+    big = planner.plan_for(4 * fits, 4 * fits)
+    assert probes == [1] and big.budget == int(2**30 * 0.5 * 0.75)
+    assert planner.plan_for(4 * fits, 4 * fits, 4).tile < big.tile and probes == [1]
+    with pytest.raises(ValueError, match="share must be in \\(0, 1\\], got 0"):
+        memory.TilePlanner(model, multiple=4, share=0)
+
+
 @pytest.fixture
 def photo(tmp_path):
     rng = np.random.default_rng(0)

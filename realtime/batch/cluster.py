@@ -146,14 +146,13 @@ class ChunkWorker:
         self._spec = spec
         self._multiple = model.size_multiple
         self._backend = make_backend(model, BackendConfig(name=spec.backend, device=device, threads=threads))
-        self._per_pixel = 0.0
+        self._planner = None
         if spec.tile == "auto" and self._backend.device.type == "cpu":
-            from ..memory import bytes_per_pixel
+            from ..memory import TilePlanner
 
-            try:
-                self._per_pixel = bytes_per_pixel(model, multiple=model.size_multiple)
-            except Exception as error:  # noqa: BLE001 - a broken model fails on its first chunk, where it is reported
-                logger.debug("memory probe failed (%s): frames run whole", error)
+            # The actors of a node split its memory as they split its CPUs (one per `threads` cores).
+            share = min(1.0, threads / max(os.cpu_count() or 1, 1))
+            self._planner = TilePlanner(model, multiple=model.size_multiple, share=share)
         self._threads = threads
         self._device = device
         self.init_seconds = time.perf_counter() - started
@@ -163,17 +162,7 @@ class ChunkWorker:
         return {"worker": f"{socket.gethostname()}:{os.getpid()}", "init_seconds": self.init_seconds,
                 "threads": self._threads, "device": self._device}
 
-    def _auto_tiles(self, batch: int) -> Any:
-        from ..memory import available_memory, fit_tiles
-
-        available = available_memory()
-        if not self._per_pixel or not available:
-            return None
-        # The actors of a node split its memory as they split its CPUs (one per `threads` cores).
-        share = min(1.0, self._threads / max(os.cpu_count() or 1, 1))
-        return fit_tiles(self._per_pixel, multiple=self._multiple, batch=batch, available=int(available * share))
-
-    def _translate(self, batch: int = 1) -> Any:
+    def _translate(self) -> Any:
         translate: Any = self._backend
         if self._spec.ensemble > 1:
             from ..ensemble import EnsembleTranslate
@@ -185,10 +174,10 @@ class ChunkWorker:
 
             translate = TiledTranslate(translate, tile=self._spec.tile, overlap=self._spec.tile_overlap,
                                        multiple=self._multiple)
-        elif self._spec.tile == "auto" and (plan := self._auto_tiles(batch)) is not None:
+        elif self._planner is not None:
             from ..tiling import AutoTiles
 
-            translate = AutoTiles(translate, plan, overlap=self._spec.tile_overlap, multiple=self._multiple)
+            translate = AutoTiles(translate, self._planner, overlap=self._spec.tile_overlap, multiple=self._multiple)
         if self._spec.temporal == "blend":
             from ..temporal.blend import TemporalBlend
 
@@ -197,4 +186,4 @@ class ChunkWorker:
         return translate
 
     def run(self, task: ChunkTask) -> ChunkResult:
-        return run_chunk(task, self._translate(task.pipeline.batch_size), workdir=tempfile.gettempdir())
+        return run_chunk(task, self._translate(), workdir=tempfile.gettempdir())

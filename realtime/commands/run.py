@@ -16,7 +16,7 @@ from ..errors import RtAnimeError
 from ..jobs import classify_input, classify_output, parse_fps, run_job
 from ..pipeline import EncodeConfig, PipelineConfig
 from ..temporal.blend import TEMPORAL_MODES, TemporalBlend
-from ..memory import plan_tiles
+from ..memory import TilePlanner
 from ..tiling import AutoTiles, TiledTranslate
 from . import (DEFAULT_MODEL, ProgressBar, add_io_arguments, add_model_arguments, model_from_args, parse_size,
                warn_about_input)
@@ -101,9 +101,8 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(tile, int):
         backend = TiledTranslate(backend, tile=tile, overlap=args.tile_overlap, multiple=model.size_multiple)
     elif tile == "auto" and backend.device.type == "cpu":
-        plan = plan_tiles(model, multiple=model.size_multiple, batch=args.batch)
-        if plan is not None:
-            backend = AutoTiles(backend, plan, overlap=args.tile_overlap, multiple=model.size_multiple)
+        backend = AutoTiles(backend, TilePlanner(model, multiple=model.size_multiple), overlap=args.tile_overlap,
+                            multiple=model.size_multiple)
     if args.temporal == "blend":
         # Outermost, so it sees whole frames in order; one instance per job = one stream's state.
         backend = TemporalBlend(backend, strength=args.temporal_strength)

@@ -35,7 +35,7 @@ from ..checkpoint import load_generator
 from ..ensemble import ENSEMBLE_SIZES, EnsembleTranslate, check_ensemble_size
 from ..errors import RtAnimeError, require
 from ..images import image_to_tensor, tensor_to_image
-from ..memory import plan_tiles
+from ..memory import TilePlanner
 from ..pipeline import PipelineConfig, run_file
 from ..models._base import Generator
 from ..pipeline.translate import Geometry
@@ -126,8 +126,8 @@ class ModelCache:
             if backend.device.type == "cpu":
                 # An upload at full size ("0 = full") must not get the server OOM-killed: tile what would not fit
                 # a third of the memory (two image requests and a video job may run at once).
-                plan = plan_tiles(generator, multiple=generator.size_multiple, share=1 / 3)
-                backend = AutoTiles(backend, plan, multiple=generator.size_multiple) if plan else backend
+                planner = TilePlanner(generator, multiple=generator.size_multiple, share=1 / 3)
+                backend = AutoTiles(backend, planner, multiple=generator.size_multiple)
             entry = (backend, generator.size_multiple)
             self._entries[key] = entry
             while len(self._entries) > self._max:
