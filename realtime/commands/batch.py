@@ -28,7 +28,7 @@ from ..ensemble import ENSEMBLE_SIZES
 from ..pipeline import EncodeConfig, PipelineConfig
 from ..temporal.blend import TEMPORAL_MODES
 from . import DEFAULT_MODEL, add_model_arguments, model_from_args, parse_size
-from .run import parse_tile
+from .run import check_tile_overlap, parse_tile
 
 EXIT_SOME_FAILED = 1
 
@@ -114,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
     size = parse_size(args.size, flag="--size") if args.size else None
     import_ray()  # fail on a missing extra before loading a model or scanning inputs
     model = model_from_args(args)
+    check_tile_overlap(args.tile_overlap, spec.tile, model.size_multiple)
     pipeline = PipelineConfig(batch_size=args.batch, size_multiple=model.size_multiple, max_side=args.max_side,
                               size=size, allow_partial=args.allow_partial)
     encode = EncodeConfig(codec=args.codec, pix_fmt=args.pix_fmt, crf=args.crf, preset=args.preset)

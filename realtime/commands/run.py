@@ -16,7 +16,7 @@ from ..errors import RtAnimeError
 from ..jobs import classify_input, classify_output, parse_fps, run_job
 from ..pipeline import EncodeConfig, PipelineConfig
 from ..temporal.blend import TEMPORAL_MODES, TemporalBlend
-from ..memory import TilePlanner
+from ..memory import MIN_TILE, TilePlanner
 from ..tiling import AutoTiles, TiledTranslate
 from . import (DEFAULT_MODEL, ProgressBar, add_io_arguments, add_model_arguments, model_from_args, parse_size,
                warn_about_input)
@@ -66,6 +66,17 @@ def parse_tile(text: str) -> int | str | None:
     return int(text)
 
 
+def check_tile_overlap(overlap: int, tile: int | str | None, multiple: int) -> None:
+    """Refuse a ``--tile-overlap`` the tiling would reject mid-run (auto tiles can be as small as ``MIN_TILE``)."""
+    if tile is None:
+        return
+    limit = tile if isinstance(tile, int) else MIN_TILE
+    if overlap < 0 or overlap % multiple or overlap >= limit:
+        what = f"--tile {tile}" if isinstance(tile, int) else f"the smallest tile --tile auto uses, {MIN_TILE}"
+        raise ValueError(f"--tile-overlap {overlap}: must be a multiple of the model's size multiple ({multiple}), "
+                         f">= 0 and less than {what}")
+
+
 def _model(args: argparse.Namespace):
     return model_from_args(args)
 
@@ -98,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         # Inside the tiling, so each tile's orientations fit in the memory a tile was chosen for.
         backend = EnsembleTranslate(backend, args.ensemble)
     tile = parse_tile(args.tile)
+    check_tile_overlap(args.tile_overlap, tile, model.size_multiple)
     if isinstance(tile, int):
         backend = TiledTranslate(backend, tile=tile, overlap=args.tile_overlap, multiple=model.size_multiple)
     elif tile == "auto" and backend.device.type == "cpu":
