@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._machine import machine_facts  # noqa: E402
 
-SIDES = [(64, 64), (1000, 750), (2000, 1500)]
+SIDES = [(64, 64), (1000, 752), (2000, 1504)]  # multiples of 4, as the pipeline pads frames
 _CHILD = r"""
 import resource, sys, torch
 import realtime, realtime.memory as memory
@@ -35,19 +35,23 @@ model = realtime.load_generator(name)
 translate = make_backend(model, BackendConfig(name="torch", device="cpu"))
 if budget > 0:
     available = int(budget * 2**30 / memory.BUDGET_FRACTION)
-    plan = memory.plan_tiles(model, multiple=model.size_multiple, available=available)
-    translate = AutoTiles(translate, plan, multiple=model.size_multiple)
+    planner = memory.TilePlanner(model, multiple=model.size_multiple, available=available)
+    translate = AutoTiles(translate, planner, multiple=model.size_multiple)
 x = torch.rand(1, 3, h // 8 + 1, w // 8 + 1)
 x = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear") * 2 - 1
 y = translate(x)
-tile = translate.plan.tile if budget > 0 else None
+plan = translate.planner.plan_for(h, w) if budget > 0 else None
+tile = plan.tile if plan else None
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, tile)
 """
 
 
 def peak_rss(name: str, w: int, h: int, threads: int, budget_gib: float = 0.0) -> tuple[int, int | None]:
-    out = subprocess.run([sys.executable, "-c", _CHILD, name, str(w), str(h), str(threads), str(budget_gib)],
-                         check=True, capture_output=True, text=True).stdout.split()
+    done = subprocess.run([sys.executable, "-c", _CHILD, name, str(w), str(h), str(threads), str(budget_gib)],
+                          capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{name} {w}x{h} failed:\n{done.stderr}")
+    out = done.stdout.split()
     return int(out[0]), (None if out[1] in ("None", "0") else int(out[1]))
 
 
@@ -85,7 +89,7 @@ def main(argv=None) -> int:
                        "peak_rss_gib": round(peak / 2**30, 2), "whole_peak_rss_gib": whole}
     logging.info("%s", result["tiled"])
     print("| model | estimate (B/px) | peak RSS slope (B/px) | estimate / slope "
-          "| peak RSS, 64² / 1000×750 / 2000×1500 |")
+          "| peak RSS, 64² / 1000×752 / 2000×1504 |")
     print("|---|--:|--:|--:|---|")
     for r in result["models"]:
         print(f"| {r['model']} | {r['estimate_bytes_per_px']:,} | {r['rss_slope_bytes_per_px']:,} | "
