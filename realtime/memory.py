@@ -24,7 +24,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-__all__ = ["RSS_FACTOR", "TilePlan", "TilePlanner", "available_memory", "bytes_per_pixel", "fit_tiles", "plan_tiles"]
+__all__ = ["RSS_FACTOR", "TilePlan", "TilePlanner", "available_memory", "bytes_per_pixel", "fit_tiles"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ BUDGET_FRACTION = 0.75
 MIN_TILE = 256
 """Smallest automatic tile side: below it the overlap is most of each tile's work."""
 SURE_BYTES_PER_PIXEL = 16 * 1024
-"""More than any generator here needs (`niji` 2.1 KB): a frame that fits at this rate is run without probing."""
+"""More than any generator here needs (`niji`: 1.9 KB measured): a frame that fits at this rate is run unprobed."""
 
 
 class _LiveBytes(TorchDispatchMode):
@@ -82,7 +82,7 @@ def _peak_bytes(model: torch.nn.Module, side: int) -> int:
 def bytes_per_pixel(model: torch.nn.Module, *, multiple: int = 4) -> float:
     """Process memory per output pixel that one frame through ``model`` (on the CPU, fp32) needs at its peak.
 
-    Runs the model twice on small black frames (64² and 128², rounded up to ``multiple``); takes ~0.1–1 s.
+    Runs the model twice on small black frames (64² and 128², rounded up to ``multiple``); takes 1–3 s.
     """
     small, large = (math.ceil(s / multiple) * multiple for s in (64, 128))
     was_training = model.training
@@ -127,24 +127,9 @@ class TilePlan:
                 f"tiles (--tile none runs it whole, --tile N sets the tile)")
 
 
-def plan_tiles(model: torch.nn.Module, *, multiple: int, batch: int = 1, available: int | None = None,
-               share: float = 1.0) -> TilePlan | None:
-    """The largest square tile whose activations fit ``BUDGET_FRACTION`` of the available memory (times ``share``,
-    for processes that split a machine), or ``None`` when that memory is unknown or the model cannot be probed
-    (then frames run whole, as before)."""
-    available = available_memory() if available is None else available
-    if not available:
-        return None
-    try:
-        per_pixel = bytes_per_pixel(model, multiple=multiple)
-    except Exception as error:  # noqa: BLE001 - a model that fails here fails on the first frame, where it is reported
-        logger.debug("memory probe failed (%s): frames run whole", error)
-        return None
-    return fit_tiles(per_pixel, multiple=multiple, batch=batch, available=int(available * min(max(share, 0.0), 1.0)))
-
-
 def fit_tiles(per_pixel: float, *, multiple: int, batch: int = 1, available: int) -> TilePlan | None:
-    """:func:`plan_tiles` for a cost per pixel already measured."""
+    """The largest square tile (a multiple of ``multiple``, at least ``MIN_TILE``) whose activations for ``batch``
+    frames at ``per_pixel`` bytes fit ``BUDGET_FRACTION`` of ``available``, or ``None`` for an unmeasured cost."""
     budget = max(int(available * BUDGET_FRACTION), 1)  # next to nothing free: the smallest tiles
     if per_pixel <= 0:
         return None

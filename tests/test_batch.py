@@ -153,7 +153,6 @@ def test_worker_auto_tiles_within_its_share_of_the_node(model, monkeypatch):
 
     import realtime.memory as memory
     from realtime.batch.cluster import ChunkWorker
-    from realtime.batch.config import ModelPayload
     from realtime.tiling import AutoTiles, TiledTranslate
 
     monkeypatch.setattr(os, "cpu_count", lambda: 4)

@@ -13,7 +13,7 @@ import torch
 import realtime
 import realtime.memory as memory
 from realtime.cli import main
-from realtime.memory import MIN_TILE, RSS_FACTOR, TilePlan, bytes_per_pixel, plan_tiles
+from realtime.memory import MIN_TILE, RSS_FACTOR, TilePlan, TilePlanner, bytes_per_pixel
 
 MODEL = ["--model", "nijigan-lite", "--random-weights"]
 
@@ -45,22 +45,26 @@ def test_bytes_per_pixel_grows_with_the_width_and_includes_the_rss_factor():
 def test_plan_takes_three_quarters_of_what_is_available_and_keeps_a_floor():
     model = realtime.create_generator("nijigan-lite", ngf=8)
     per_px = bytes_per_pixel(model, multiple=4)
-    plan = plan_tiles(model, multiple=4, available=4 * int(per_px * 1000 * 1000))
-    assert plan.tile % 4 == 0 and abs(plan.tile - int((3 * 1000 * 1000) ** 0.5)) <= 4
-    assert plan_tiles(model, multiple=4, batch=4, available=4 * int(per_px * 1000 * 1000)).tile < plan.tile
-    assert plan_tiles(model, multiple=4, available=1).tile == MIN_TILE
-    assert plan.needs_tiles(plan.tile, plan.tile + 1) and not plan.needs_tiles(plan.tile, plan.tile)
+
+    def plan(available, batch=1):  # a frame far too large to run whole on any of these budgets
+        return TilePlanner(model, multiple=4, available=available).plan_for(20_000, 20_000, batch)
+
+    full = plan(4 * int(per_px * 1000 * 1000))
+    assert full.tile % 4 == 0 and abs(full.tile - int((3 * 1000 * 1000) ** 0.5)) <= 4
+    assert plan(4 * int(per_px * 1000 * 1000), batch=4).tile < full.tile
+    assert plan(1).tile == MIN_TILE
+    assert full.needs_tiles(full.tile, full.tile + 1) and not full.needs_tiles(full.tile, full.tile)
     text = TilePlan(tile=512, bytes_per_pixel=1024.0, budget=2**30).describe(4000, 6000)
     assert "6000x4000" in text and "22.9 GiB" in text and "512-px tiles" in text and "--tile none" in text
 
 
 def test_plan_is_none_where_the_available_memory_is_unknown_or_the_probe_fails(monkeypatch):
     model = realtime.create_generator("nijigan-lite", ngf=4)
-    assert plan_tiles(model, multiple=4, available=2**30) is not None
+    assert TilePlanner(model, multiple=4, available=2**30).plan_for(20_000, 20_000) is not None
     monkeypatch.setattr(memory, "available_memory", lambda: None)
-    assert plan_tiles(model, multiple=4) is None
+    assert TilePlanner(model, multiple=4).plan_for(20_000, 20_000) is None
     monkeypatch.setattr(model, "forward", lambda x: (_ for _ in ()).throw(RuntimeError("broken model")))
-    assert plan_tiles(model, multiple=4, available=2**30) is None
+    assert TilePlanner(model, multiple=4, available=2**30).plan_for(20_000, 20_000) is None
 
 
 def test_planner_probes_only_for_frames_that_might_not_fit_and_only_once(monkeypatch):

@@ -93,10 +93,9 @@ class TranslateSpec:
     def __post_init__(self) -> None:
         from ..backends import BACKEND_NAMES
         from ..ensemble import check_ensemble_size
-
-        check_ensemble_size(self.ensemble, param="--ensemble")
         from ..temporal.blend import TEMPORAL_MODES
 
+        check_ensemble_size(self.ensemble, param="--ensemble")
         if self.backend not in BACKEND_NAMES:
             raise ValueError(f"--backend must be one of {', '.join(BACKEND_NAMES)}, got {self.backend!r}")
         if self.temporal not in TEMPORAL_MODES:

@@ -14,9 +14,9 @@ from ..backends import (BACKEND_NAMES, PRECISION_CHOICES, BackendConfig, make_ba
 from ..ensemble import ENSEMBLE_SIZES, EnsembleTranslate
 from ..errors import RtAnimeError
 from ..jobs import classify_input, classify_output, parse_fps, run_job
+from ..memory import MIN_TILE, TilePlanner
 from ..pipeline import EncodeConfig, PipelineConfig
 from ..temporal.blend import TEMPORAL_MODES, TemporalBlend
-from ..memory import MIN_TILE, TilePlanner
 from ..tiling import AutoTiles, TiledTranslate
 from . import (DEFAULT_MODEL, ProgressBar, add_io_arguments, add_model_arguments, model_from_args, parse_size,
                warn_about_input)

@@ -518,8 +518,8 @@ class TrainConfig:
         L = self.losses
         if L.lambda_ensemble_distill > 0 and not self.model.init_from:
             raise ValueError(f"`losses.lambda_ensemble_distill` is {L.lambda_ensemble_distill} but "
-                             "`model.init_from` is empty: the distillation target is the ensemble of the trained generator a run starts "
-                             "from; set model.init_from=NAME_OR_CHECKPOINT")
+                             "`model.init_from` is empty: the distillation target is the ensemble of the trained "
+                             "generator a run starts from; set model.init_from=NAME_OR_CHECKPOINT")
         if self.optim.warmup_iters and not (L.lambda_l1 > 0 or L.lambda_l2 > 0 or L.lambda_edge_l1 > 0
                                             or L.lambda_tv > 0):
             raise ValueError(f"`optim.warmup_iters` is {self.optim.warmup_iters} but the warm-up has no loss: it "
