@@ -113,6 +113,18 @@ def test_full_size_uploads_are_tiled_when_they_would_not_fit(monkeypatch):
                           size_multiple=multiple, max_side=None)
     whole = stylize_array(rgb, translate.translate, size_multiple=multiple, max_side=None)
     assert np.array_equal(served, tiled) and not np.array_equal(served, whole)
+    # The ensemble runs inside the tiles, as rt-anime's does: each tile's orientations averaged, then stitched.
+    from realtime.ensemble import EnsembleTranslate
+
+    served2 = fns["image"].fn(rgb, "nijigan-lite", DEFAULT_SOLVER, 0, 2)
+    inside = stylize_array(rgb, TiledTranslate(EnsembleTranslate(translate.translate, 2), tile=256,
+                                               multiple=multiple), size_multiple=multiple, max_side=None)
+    outside = stylize_array(rgb, EnsembleTranslate(TiledTranslate(translate.translate, tile=256, multiple=multiple),
+                                                   2), size_multiple=multiple, max_side=None)
+    assert np.array_equal(served2, inside) and not np.array_equal(served2, outside)
+    ensembled, _ = cache.get("nijigan-lite", DEFAULT_SOLVER, ensemble=2)
+    assert ensembled.planner is translate.planner  # one probe per model, whatever the ensemble
+    assert cache.get("nijigan-lite", DEFAULT_SOLVER, ensemble=2)[0] is ensembled
 
 
 def test_each_session_has_its_own_blend_state_and_the_table_is_bounded():

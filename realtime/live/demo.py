@@ -24,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -97,6 +97,13 @@ class DemoConfig:
             raise ValueError(f"--max-video-seconds {self.max_video_seconds}: allowed > 0")
 
 
+class _Loaded(NamedTuple):
+    backend: Any
+    planner: TilePlanner | None
+    multiple: int
+    composed: dict[int, Callable[[torch.Tensor], torch.Tensor]]  # by ensemble size
+
+
 class ModelCache:
     """Backends by (model, solver), built on first use, a few kept (LRU); shared by every session."""
 
@@ -105,34 +112,43 @@ class ModelCache:
         self._config = config
         self._loader = loader or self._load
         self._lock = threading.Lock()
-        self._entries: OrderedDict[tuple[str, str], tuple[Callable[[torch.Tensor], torch.Tensor], int]] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str], _Loaded] = OrderedDict()
         self._max = max_entries
 
-    def get(self, model: str, solver: str) -> tuple[Callable[[torch.Tensor], torch.Tensor], int]:
-        """``(backend, size_multiple)``; only the configured models and the listed solvers are accepted."""
+    def get(self, model: str, solver: str, *, ensemble: int = 1) -> tuple[Callable[[torch.Tensor], torch.Tensor], int]:
+        """``(translate, size_multiple)``; only the configured models and the listed solvers are accepted.
+
+        ``ensemble`` > 1 averages that many orientations *inside* the tiling, as ``rt-anime`` does, so a tile's
+        orientations fit the memory the tile was chosen for and a tiled upload matches the CLI's output.
+        """
         if model not in self._config.models:
             raise RtAnimeError(f"model {model!r} is not offered by this demo; choose one of "
                                f"{', '.join(self._config.models)}")
         if solver != DEFAULT_SOLVER and solver not in SOLVERS:
             raise RtAnimeError(f"solver {solver!r} is not offered; choose one of {DEFAULT_SOLVER}, "
                                f"{', '.join(SOLVERS)}")
+        ensemble = check_ensemble_size(ensemble, param="ensemble")
         key = (model, solver)
         with self._lock:  # one load at a time; concurrent requests for the same model wait for it
-            if key in self._entries:
-                self._entries.move_to_end(key)
-                return self._entries[key]
-            generator = self._loader(model, None if solver == DEFAULT_SOLVER else solver)
-            backend: Any = make_backend(generator, self._config.backend)
-            if backend.device.type == "cpu":
+            loaded = self._entries.get(key)
+            if loaded is None:
+                generator = self._loader(model, None if solver == DEFAULT_SOLVER else solver)
+                backend: Any = make_backend(generator, self._config.backend)
                 # An upload at full size ("0 = full") must not get the server OOM-killed: tile what would not fit
                 # a third of the memory (two image requests and a video job may run at once).
-                planner = TilePlanner(generator, multiple=generator.size_multiple, share=1 / 3)
-                backend = AutoTiles(backend, planner, multiple=generator.size_multiple)
-            entry = (backend, generator.size_multiple)
-            self._entries[key] = entry
+                planner = (TilePlanner(generator, multiple=generator.size_multiple, share=1 / 3)
+                           if backend.device.type == "cpu" else None)
+                loaded = self._entries[key] = _Loaded(backend, planner, generator.size_multiple, {})
+            self._entries.move_to_end(key)
             while len(self._entries) > self._max:
                 self._entries.popitem(last=False)
-            return entry
+            translate = loaded.composed.get(ensemble)
+            if translate is None:
+                translate = loaded.backend if ensemble == 1 else EnsembleTranslate(loaded.backend, ensemble)
+                if loaded.planner is not None:  # one planner per model: its probe runs once, whatever the ensemble
+                    translate = AutoTiles(translate, loaded.planner, multiple=loaded.multiple)
+                loaded.composed[ensemble] = translate
+            return translate, loaded.multiple
 
     def _load(self, model: str, solver: str | None) -> Generator:
         overrides = {} if solver is None else {"solver": solver}
@@ -263,17 +279,15 @@ def build_demo(config: DemoConfig, *, cache: ModelCache | None = None) -> Any:
                 model_translate, strength=config.temporal_strength))
         return stylize_array(frame, translate, size_multiple=multiple, max_side=config.live_max_side)
 
-    def ensembled(translate: Callable[[torch.Tensor], torch.Tensor], n: int | str) -> Any:
+    def ensemble_size(n: int | str) -> int:
         # Gradio may hand the choice back as text; check_ensemble_size names a value it was never offered.
-        n = check_ensemble_size(int(n) if str(n).isdigit() else n, param="ensemble")
-        return translate if n == 1 else EnsembleTranslate(translate, n)
+        return check_ensemble_size(int(n) if str(n).isdigit() else n, param="ensemble")
 
     @_user_errors
     def image(picture: np.ndarray | None, model: str, solver: str, max_side: float, ensemble: int = 1) -> np.ndarray:
         if picture is None:
             raise RtAnimeError("upload an image first")
-        translate, multiple = cache.get(model, solver)
-        translate = ensembled(translate, ensemble)
+        translate, multiple = cache.get(model, solver, ensemble=ensemble_size(ensemble))
         return stylize_array(picture, translate, size_multiple=multiple, max_side=int(max_side) or None)
 
     @_user_errors
@@ -285,8 +299,7 @@ def build_demo(config: DemoConfig, *, cache: ModelCache | None = None) -> Any:
         if seconds is not None and seconds > config.max_video_seconds:
             raise RtAnimeError(f"the video is {seconds:.0f} s long; this demo accepts up to "
                                f"{config.max_video_seconds:g} s (rt-anime INPUT OUTPUT has no limit)")
-        translate, multiple = cache.get(model, solver)
-        translate = ensembled(translate, ensemble)
+        translate, multiple = cache.get(model, solver, ensemble=ensemble_size(ensemble))
         if use_blend:
             translate = TemporalBlend(translate, strength=config.temporal_strength)  # a fresh state per video
         latest: list[tuple[int, int | None]] = [(0, None)]  # (frames written, frames expected)
