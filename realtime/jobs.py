@@ -85,6 +85,18 @@ def _output_name(path: Path) -> str:
     return path.name if path.suffix.lower() in IMAGE_SUFFIXES else f"{path.stem}.png"
 
 
+def _is_still_gif(path: Path) -> bool:
+    if path.suffix.lower() != ".gif":
+        return False
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            return sum(1 for _, _ in zip(range(2), container.decode(video=0))) == 1
+    except (av.error.FFmpegError, IndexError, ValueError):
+        return False  # the video path reports what is wrong with it
+
+
 def classify_input(text: str) -> InputSpec:
     """Decide what INPUT is: a video, an image, or an image sequence (folder or printf pattern)."""
     path = Path(text).expanduser()
@@ -184,6 +196,8 @@ def run_job(source: InputSpec, target: OutputSpec, translate: Callable[[torch.Te
             config: PipelineConfig, encode: EncodeConfig, fps: Fraction | None = None,
             progress: Callable[[int, int | None], None] | None = None) -> JobResult:
     """Dispatch one INPUT → OUTPUT job."""
+    if source.kind == "video" and target.kind in ("image", "folder") and _is_still_gif(source.path):
+        source = InputSpec("image", source.path)  # a one-frame GIF is a picture, as every viewer shows it
     if source.kind == "video":
         if target.kind != "video":
             raise RtAnimeError(f"input {source.path} is a video, so the output must be a video file "

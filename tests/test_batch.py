@@ -18,7 +18,7 @@ import realtime
 from media import ClipSpec, make_clip, packet_payloads, subtitle_texts, video_frames_rgb, video_times
 from realtime.backends import BackendConfig, make_backend
 from realtime.batch import (BatchConfig, ChunkFile, ChunkStore, ChunkTask, ModelPayload, TranslateSpec, expand_inputs,
-                            join_chunks, output_paths, plan_input, run_chunk)
+                            join_chunks, output_paths, plan_input, run_batch, run_chunk)
 from realtime.batch.chunk import packet_order
 from realtime.batch.manifest import manifest_header
 from realtime.cli import main
@@ -106,6 +106,23 @@ def test_chunks_joined_keep_source_frames_pts_and_audio_with_bframes(clip, model
     assert packet_payloads(out) == packet_payloads(clip)
     assert subtitle_texts(out) == subtitle_texts(clip) == [["Hello", "anime world"]]
     assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_auto_codec_is_chosen_for_the_final_container_not_the_chunks(clip, model, tmp_path):
+    from realtime.batch.runner import _encode_for
+
+    backend = make_backend(model, BackendConfig(device="cpu"))
+    pipeline = PipelineConfig(size_multiple=model.size_multiple)
+    encode = _encode_for(EncodeConfig(), tmp_path / "out.webm")  # chunks are Matroska, which would take H.264
+    assert encode.codec == "libvpx-vp9"
+    plan = plan_input(clip, tmp_path / "out.webm", chunk_seconds=0.3)
+    join_chunks(plan, run_all_chunks(plan, lambda: backend, pipeline, encode, tmp_path), pipeline=pipeline,
+                encode=encode)
+    assert video_times(tmp_path / "out.webm") == video_times(clip)
+    # GIF cannot be chunked: refused up front, before the output folder exists.
+    with pytest.raises(RtAnimeError, match="does not write GIF"):
+        run_batch([clip], tmp_path / "gifs", model, batch=BatchConfig(ext="gif"))
+    assert not (tmp_path / "gifs").exists()
 
 
 def test_lossless_chunks_equal_single_pass(clip, model, tmp_path):

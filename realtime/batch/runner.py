@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from ..errors import RtAnimeError
 from ..models._base import Generator
+from ..pipeline.codecs import resolve_encode_for
 from ..pipeline.config import EncodeConfig, PipelineConfig
 from .chunk import ChunkResult, ChunkTask
 from .._signals import restore_signal_handlers, saved_signal_handlers
@@ -90,10 +91,21 @@ class BatchSummary:
 @dataclass(eq=False)
 class _Input:
     summary: InputSummary
+    encode: EncodeConfig
+    """``encode`` with ``codec="auto"`` resolved for this input's output container (its chunks are Matroska)."""
     plan: InputPlan | None = None
     store: ChunkStore | None = None
     todo: set[int] = field(default_factory=set)
     started: float | None = None
+
+
+def _encode_for(encode: EncodeConfig, target: Path) -> EncodeConfig:
+    resolved = resolve_encode_for(encode, target)
+    if resolved.codec == "gif":
+        # Chunks are Matroska, which cannot hold GIF, and a GIF's palettes could not be remuxed across chunks.
+        raise RtAnimeError(f"output {target}: rt-anime batch does not write GIF; use --ext mp4 (or webm), or "
+                           "rt-anime INPUT OUTPUT.gif for one file")
+    return resolved
 
 
 def run_batch(inputs: Sequence[str | Path], outdir: str | Path, model: Generator, *,
@@ -121,6 +133,7 @@ def run_batch(inputs: Sequence[str | Path], outdir: str | Path, model: Generator
     outdir = Path(outdir).expanduser()
     paths = expand_inputs([str(p) for p in inputs])
     targets = output_paths(paths, outdir, ext=batch.ext)
+    encodes = [_encode_for(encode, t) for t in targets]
     existing = [t for t in targets if t.exists()]
     if existing and not batch.resume:
         names = ", ".join(str(t) for t in existing[:3]) + (" …" if len(existing) > 3 else "")
@@ -133,7 +146,7 @@ def run_batch(inputs: Sequence[str | Path], outdir: str | Path, model: Generator
     warmup = batch.overlap_frames if translate.temporal != "none" else 0
     payload = ModelPayload.from_model(model)
     settings = settings_digest(payload.fingerprint(), pipeline, encode, translate, warmup)
-    states = [_Input(InputSummary(input=str(p), output=str(t))) for p, t in zip(paths, targets)]
+    states = [_Input(InputSummary(input=str(p), output=str(t)), encode=e) for p, t, e in zip(paths, targets, encodes)]
     for state, path, target in zip(states, paths, targets):
         if target.exists():
             state.summary.status = "skipped"
@@ -152,7 +165,7 @@ def run_batch(inputs: Sequence[str | Path], outdir: str | Path, model: Generator
         state.summary.status = "running"
     summary = BatchSummary(inputs=[s.summary for s in states])
     summary.timings["plan"] = time.perf_counter() - started
-    scheduler = _Scheduler(states, batch=batch, pipeline=pipeline, encode=encode, translate=translate,
+    scheduler = _Scheduler(states, batch=batch, pipeline=pipeline, translate=translate,
                            payload=payload, progress=progress, summary=summary)
     try:
         scheduler.run()
@@ -197,13 +210,12 @@ def _describe(error: BaseException) -> str:
 class _Scheduler:
     """Actors, the queue of chunk tasks, the in-flight tasks and the driver-side joins."""
 
-    def __init__(self, states: list[_Input], *, batch: BatchConfig, pipeline: PipelineConfig, encode: EncodeConfig,
+    def __init__(self, states: list[_Input], *, batch: BatchConfig, pipeline: PipelineConfig,
                  translate: TranslateSpec, payload: ModelPayload, progress: ProgressFn | None,
                  summary: BatchSummary) -> None:
         self.states = states
         self.batch = batch
         self.pipeline = pipeline
-        self.encode = encode
         self.translate = translate
         self.payload = payload
         self.progress = progress
@@ -256,9 +268,10 @@ class _Scheduler:
         self.summary.workers, self.summary.threads = self.pool.workers, self.pool.threads
         self.summary.device = self.pool.device
         # Threads go to the encoder too (unless set): x264's default is 1.5 threads per core *per actor*.
-        if "threads" not in self.encode.options:
-            options = {**self.encode.options, "threads": str(self.pool.threads)}
-            self.encode = dataclasses.replace(self.encode, options=options)
+        for state in self.states:
+            if "threads" not in state.encode.options:
+                options = {**state.encode.options, "threads": str(self.pool.threads)}
+                state.encode = dataclasses.replace(state.encode, options=options)
         self.payload_ref = self.ray.put(self.payload)  # once: every actor maps the same weights
         self.actor_cls = actor_class(self.pool)
         logger.info("batch: %d worker(s) × %d thread(s) on %s (cluster: %g CPUs, %g GPUs)", self.pool.workers,
@@ -302,7 +315,7 @@ class _Scheduler:
             fault = next((f for f in self.batch.faults
                           if f.input_name == state.plan.name and f.chunk == chunk.index), None)
             task = ChunkTask(input_path=str(state.plan.input_path), name=state.plan.name, chunk=chunk,
-                             pipeline=self.pipeline, encode=self.encode, attempt=attempt, fault=fault)
+                             pipeline=self.pipeline, encode=state.encode, attempt=attempt, fault=fault)
             self.inflight[actor.run.remote(task)] = ("chunk", actor, state, chunk, attempt)
 
     def _chunks_in_flight(self) -> int:
@@ -394,7 +407,7 @@ class _Scheduler:
     def _join(self, state: _Input) -> None:
         assert state.plan is not None and state.store is not None
         t0 = time.perf_counter()
-        result = join_chunks(state.plan, state.store.files(), pipeline=self.pipeline, encode=self.encode)
+        result = join_chunks(state.plan, state.store.files(), pipeline=self.pipeline, encode=state.encode)
         self.summary.timings["join"] = self.summary.timings.get("join", 0.0) + time.perf_counter() - t0
         state.summary.frames = result.frames
         state.store.remove()

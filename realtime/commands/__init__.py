@@ -58,8 +58,9 @@ def add_io_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", help="frame rate when writing a video from images (25, 29.97, 30000/1001)")
     parser.add_argument("--crf", type=float, default=18, help="x264/x265 constant rate factor (default 18)")
     parser.add_argument("--preset", default="medium", help="encoder preset (default medium)")
-    parser.add_argument("--codec", default="libx264",
-                        help="video encoder (default libx264; h264_nvenc where the GPU has NVENC: H100/H200 have none)")
+    parser.add_argument("--codec", default="auto",
+                        help="video encoder (default auto: libx264, or the container's own for .webm (VP9) and .gif; "
+                             "h264_nvenc where the GPU has NVENC: H100/H200 have none)")
     parser.add_argument("--pix-fmt", default="yuv420p", help="encoder pixel format (default yuv420p)")
     parser.add_argument("--allow-partial", action="store_true",
                         help="keep the output of a truncated input (frames lost are still reported)")

@@ -67,7 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", metavar="WxH", help="output size (the model runs at this size)")
     parser.add_argument("--crf", type=float, default=18, help="x264/x265 constant rate factor (default 18)")
     parser.add_argument("--preset", default="medium", help="encoder preset (default medium)")
-    parser.add_argument("--codec", default="libx264", help="video encoder (default libx264)")
+    parser.add_argument("--codec", default="auto",
+                        help="video encoder (default auto: libx264, or the container's own for .webm and .gif)")
     parser.add_argument("--pix-fmt", default="yuv420p", help="encoder pixel format (default yuv420p)")
     parser.add_argument("--allow-partial", action="store_true", help="stylize what decodes of truncated inputs")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

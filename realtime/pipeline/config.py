@@ -93,8 +93,10 @@ class PipelineConfig:
 class EncodeConfig:
     """How the stylized video is encoded and written."""
 
-    codec: str = "libx264"
-    """FFmpeg encoder name (``libx264``, ``libx265``, ``h264_nvenc`` when the bundled FFmpeg has it, ...)."""
+    codec: str = "auto"
+    """FFmpeg encoder name (``libx264``, ``libx265``, ``h264_nvenc`` when the bundled FFmpeg has it, ...), or
+    ``"auto"``: libx264 where the container holds H.264, else the container's own encoder (VP9 for WebM, GIF with a
+    per-frame palette for ``.gif``; :mod:`realtime.pipeline.codecs`)."""
     pix_fmt: str = "yuv420p"
     """Encoder pixel format; ``yuv420p10le`` keeps 10-bit sources at 10 bits."""
     crf: float | None = 18

@@ -27,6 +27,7 @@ import av.error
 import torch.nn.functional as F
 
 from ..frames import Frame
+from .codecs import GIF_TIME_BASE, PaletteQuantizer, resolve_encode
 from .config import EncodeConfig
 from .convert import _rgb_format_for, _tensor_to_frame
 from .decode import InputVideo, SourceInfo
@@ -113,19 +114,6 @@ class OutputVideo:
     ) -> None:
         self.display_name = os.fspath(display_name or path)
         info = source.info
-        codec = encode.codec
-        if codec not in av.codecs_available or not _is_encoder(codec):
-            raise EncoderError(
-                f"codec {codec!r} is not an encoder of this FFmpeg build (see av.codecs_available)",
-                path=self.display_name,
-            )
-        pix_fmt, width, height = choose_pix_fmt(encode, output_hw[1], output_hw[0], path=self.display_name)
-        allowed = av.Codec(codec, "w").video_formats
-        if allowed and pix_fmt not in {f.name for f in allowed}:
-            raise EncoderError(
-                f"codec {codec!r} does not take pix_fmt {pix_fmt!r} (allowed: {', '.join(f.name for f in allowed)})",
-                path=self.display_name,
-            )
         try:
             self.container: av.container.OutputContainer = av.open(os.fspath(path), "w", format=encode.container_format)
         except (ValueError, av.error.FFmpegError) as error:
@@ -134,6 +122,7 @@ class OutputVideo:
                 path=self.display_name,
             ) from error
         try:
+            encode, pix_fmt, width, height = self._resolve(encode, output_hw)
             self.stream = self._add_video_stream(encode, info, pix_fmt, width, height)
             self.stream.metadata.update(filter_metadata(dict(source.video.metadata)))
             self.container.metadata.update(filter_metadata(dict(source.container.metadata)))
@@ -145,14 +134,36 @@ class OutputVideo:
         self.pix_fmt = pix_fmt
         self.coded_hw = (height, width)
         self.output_hw = output_hw
-        self.time_base = info.time_base
+        self.time_base = self.stream.time_base
+        self._quantize = PaletteQuantizer(width, height) if pix_fmt == "pal8" else None
         self._colorspace = info.colorspace
         self._color_range = info.color_range
-        self._frame_step = max(round(1 / ((info.frame_rate or Fraction(25)) * info.time_base)), 1)
+        self._frame_step = max(round(1 / ((info.frame_rate or Fraction(25)) * self.time_base)), 1)
         self._last_pts: int | None = None
         self.frames_written = 0
         self.pts_adjusted = 0
         self._finished = False
+
+    def _resolve(self, encode: EncodeConfig, output_hw: tuple[int, int]) -> tuple[EncodeConfig, str, int, int]:
+        try:
+            encode = resolve_encode(encode, self.container)
+        except ValueError as error:
+            raise EncoderError(str(error), path=self.display_name) from error
+        codec = encode.codec
+        if codec not in av.codecs_available or not _is_encoder(codec):
+            raise EncoderError(
+                f"codec {codec!r} is not an encoder of this FFmpeg build (see av.codecs_available; "
+                f"'auto' picks one for the container)",
+                path=self.display_name,
+            )
+        pix_fmt, width, height = choose_pix_fmt(encode, output_hw[1], output_hw[0], path=self.display_name)
+        allowed = av.Codec(codec, "w").video_formats
+        if allowed and pix_fmt not in {f.name for f in allowed}:
+            raise EncoderError(
+                f"codec {codec!r} does not take pix_fmt {pix_fmt!r} (allowed: {', '.join(f.name for f in allowed)})",
+                path=self.display_name,
+            )
+        return encode, pix_fmt, width, height
 
     def _add_video_stream(
         self, encode: EncodeConfig, info: SourceInfo, pix_fmt: str, width: int, height: int
@@ -165,9 +176,10 @@ class OutputVideo:
                 path=self.display_name,
             ) from error
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
-        # The input's time base, so source pts are written verbatim (VFR-safe, no rounding).
-        stream.time_base = info.time_base
-        stream.codec_context.time_base = info.time_base
+        # The input's time base, so source pts are written verbatim (VFR-safe, no rounding); GIF counts centiseconds.
+        time_base = GIF_TIME_BASE if self.container.format.name == "gif" else info.time_base
+        stream.time_base = time_base
+        stream.codec_context.time_base = time_base
         for tag in ("colorspace", "color_range", "color_primaries", "color_trc"):
             value = getattr(info, tag)
             if value:
@@ -184,7 +196,11 @@ class OutputVideo:
         if self.coded_hw != self.output_hw:  # odd_size="pad": replicate the last row/column
             pad_h, pad_w = self.coded_hw[0] - self.output_hw[0], self.coded_hw[1] - self.output_hw[1]
             data = F.pad(data[None].float(), (0, pad_w, 0, pad_h), mode="replicate")[0]
-        vf = _tensor_to_frame(data, format=self.pix_fmt, colorspace=self._colorspace, color_range=self._color_range)
+        if self._quantize is not None:
+            vf = self._quantize(_tensor_to_frame(data, format="rgb24"))
+        else:
+            vf = _tensor_to_frame(data, format=self.pix_fmt, colorspace=self._colorspace,
+                                  color_range=self._color_range)
         pts = self._next_pts(frame)
         vf.pts = pts
         vf.time_base = self.time_base

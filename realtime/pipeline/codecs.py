@@ -1,0 +1,124 @@
+"""The video encoder an output container gets when none is named (``codec="auto"``), and GIF's per-frame palette.
+
+H.264 (libx264) is the default wherever the container can hold it (mp4, mkv, mov, avi, ts, flv, ...). Containers
+that cannot (WebM, GIF) get their own default encoder instead of a refusal: ``rt-anime clip.mp4 out.webm`` writes
+VP9, ``rt-anime clip.gif out.gif`` writes an animated GIF. Settings the resolved encoder has no option for (x264's
+``preset`` for VP9; ``crf`` and ``preset`` for GIF) are left out rather than warned about, since the user asked
+for no particular encoder; an encoder named explicitly keeps every setting, and the encode stage warns about those
+it ignored.
+
+GIF holds 256 colours per frame. FFmpeg's own recipe (``palettegen`` + ``paletteuse``) computes each frame's palette
+from that frame (``stats_mode=single``, ``new=1``) and dithers with ``sierra2_4a``; swscale cannot produce ``pal8``
+at all. Flat anime colour suits a per-frame palette well.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import tempfile
+from fractions import Fraction
+
+import av
+import av.error
+import av.filter
+
+from .config import EncodeConfig
+
+__all__ = ["AUTO", "PaletteQuantizer", "resolve_encode", "resolve_encode_for"]
+
+logger = logging.getLogger(__name__)
+
+AUTO = "auto"
+_PREFERRED = ("libx264",)  # in order; the first one the container holds and this FFmpeg has
+# GIF's muxer keeps time in centiseconds whatever the stream asks for.
+GIF_TIME_BASE = Fraction(1, 100)
+
+
+def _encoder_options(codec: str) -> set[str]:
+    options = av.CodecContext.create(codec, "w").supported_options
+    return {o.name for o in options.private} | {o.name for o in options.generic}
+
+
+def _encoder_name(codec: str) -> str | None:
+    try:
+        found = av.Codec(codec, "w")
+    except (ValueError, av.error.FFmpegError):
+        return None
+    return found.name
+
+
+def resolve_encode(encode: EncodeConfig, container: av.container.OutputContainer) -> EncodeConfig:
+    """``encode`` with ``codec="auto"`` replaced by the encoder ``container`` gets, and settings that suit it.
+
+    Anything else is returned unchanged.
+    """
+    if encode.codec != AUTO:
+        return encode
+    supported = container.supported_codecs
+    for name in _PREFERRED:
+        if name in supported and _encoder_name(name):
+            return dataclasses.replace(encode, codec=name)
+    default = container.default_video_codec
+    codec = _encoder_name(default) if default and default != "none" else None
+    if codec is None:
+        raise ValueError(f"container {container.format.name!r} has no video encoder in this FFmpeg build; "
+                         "name one with --codec")
+    have = _encoder_options(codec)
+    options = dict(encode.options)
+    crf = encode.crf if "crf" in have else None
+    if codec.startswith("libvpx") and crf is not None:
+        options.setdefault("b", "0")  # libvpx is constant-quality only with no bitrate target
+        options.setdefault("deadline", "good")
+        options.setdefault("cpu-used", "4")  # libvpx's default (1) is ~4x slower for a barely smaller file
+        if "row-mt" in have:
+            options.setdefault("row-mt", "1")
+    allowed = [f.name for f in av.Codec(codec, "w").video_formats or ()]
+    pix_fmt = encode.pix_fmt
+    if allowed and pix_fmt not in allowed:
+        pix_fmt = "pal8" if "pal8" in allowed else allowed[0]
+    resolved = dataclasses.replace(encode, codec=codec, pix_fmt=pix_fmt, crf=crf,
+                                   preset=encode.preset if "preset" in have else None, options=options)
+    logger.info("%s holds no H.264: encoding with %s (%s)", container.format.name, codec, pix_fmt)
+    return resolved
+
+
+def resolve_encode_for(encode: EncodeConfig, path: str | os.PathLike[str]) -> EncodeConfig:
+    """:func:`resolve_encode` for the container a file at ``path`` would get (its extension, or
+    ``encode.container_format``), without touching ``path``: for callers that encode elsewhere first (rt-anime
+    batch's Matroska chunks) and remux into ``path`` later."""
+    if encode.codec != AUTO:
+        return encode
+    with tempfile.TemporaryDirectory(prefix="rt-anime-codec-") as scratch:
+        probe = os.path.join(scratch, "probe" + os.path.splitext(os.fspath(path))[1])
+        with av.open(probe, "w", format=encode.container_format) as container:
+            return resolve_encode(encode, container)
+
+
+class PaletteQuantizer:
+    """RGB frames → ``pal8`` frames, each with the 256-colour palette of its own pixels (FFmpeg filters)."""
+
+    def __init__(self, width: int, height: int) -> None:
+        graph = av.filter.Graph()
+        source = graph.add_buffer(width=width, height=height, format="rgb24", time_base=GIF_TIME_BASE)
+        split = graph.add("split")
+        make = graph.add("palettegen", "stats_mode=single:reserve_transparent=0")
+        apply = graph.add("paletteuse", "new=1:dither=sierra2_4a")
+        sink = graph.add("buffersink")
+        source.link_to(split)
+        split.link_to(apply, 0, 0)
+        split.link_to(make, 1, 0)
+        make.link_to(apply, 0, 1)
+        apply.link_to(sink)
+        graph.configure()
+        self._graph = graph
+        self._count = 0
+
+    def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:
+        """The ``pal8`` frame (its pts is the caller's to set)."""
+        # paletteuse pairs each frame with its palette by timestamp: give the graph a clean count of its own.
+        frame.pts, frame.time_base = self._count, GIF_TIME_BASE
+        self._count += 1
+        self._graph.push(frame)
+        return self._graph.pull()

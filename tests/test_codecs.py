@@ -1,0 +1,105 @@
+"""``codec="auto"``: the encoder each container gets (H.264, VP9 for WebM, GIF with per-frame palettes), and GIFs
+as inputs (animated → video, one frame → picture)."""
+
+from fractions import Fraction
+
+import av
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from media import ClipSpec, make_clip, video_frames_rgb, video_times
+from realtime.cli import main
+from realtime.pipeline import EncodeConfig, run_file
+from realtime.pipeline.codecs import PaletteQuantizer, resolve_encode
+
+MODEL = ["--model", "nijigan-lite", "--random-weights", "--preset", "ultrafast"]
+
+
+def identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 10 * np.log10(255.0**2 / max(mse, 1e-12))
+
+
+@pytest.mark.parametrize("suffix, codec, pix_fmt, crf, preset", [
+    (".mp4", "libx264", "yuv420p", 18, "medium"),
+    (".mkv", "libx264", "yuv420p", 18, "medium"),
+    (".webm", "libvpx-vp9", "yuv420p", 18, None),  # libvpx has crf but no preset
+    (".gif", "gif", "pal8", None, None),  # GIF has neither
+])
+def test_auto_picks_the_containers_encoder_and_drops_settings_it_lacks(tmp_path, suffix, codec, pix_fmt, crf, preset):
+    with av.open(str(tmp_path / f"x{suffix}"), "w") as container:
+        resolved = resolve_encode(EncodeConfig(), container)
+    assert (resolved.codec, resolved.pix_fmt, resolved.crf, resolved.preset) == (codec, pix_fmt, crf, preset)
+    if codec == "libvpx-vp9":
+        assert resolved.options["b"] == "0"  # constant quality: libvpx's crf alone is capped by a bitrate target
+
+
+def test_a_named_encoder_is_kept_with_every_setting(tmp_path):
+    named = EncodeConfig(codec="libx264", crf=23, preset="fast", options={"tune": "animation"})
+    with av.open(str(tmp_path / "x.webm"), "w") as container:
+        assert resolve_encode(named, container) is named  # the user's choice; the muxer will say if it cannot
+
+
+@pytest.mark.parametrize("suffix, codec", [(".webm", "vp9"), (".gif", "gif")])
+def test_webm_and_gif_outputs_keep_every_frame_and_its_time(tmp_path, suffix, codec):
+    # Used to fail: "container 'webm' cannot hold codec 'libx264'".
+    src = make_clip(tmp_path / "in.mp4", ClipSpec(width=64, height=48, frames=6, rate=10, audio_codec=None,
+                                                  pts=[0, 1, 2, 4, 5, 7]))
+    out = tmp_path / f"out{suffix}"
+    result = run_file(src, out, identity)
+    assert result.frames_out == 6
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].codec_context.name == codec
+    assert video_times(out) == video_times(src)  # 0.1 s steps are whole centiseconds, so GIF keeps them exactly
+    if codec == "gif":  # RGB out: compare with the pipeline's own RGB frames, written losslessly
+        reference = tmp_path / "lossless.mkv"
+        run_file(src, reference, identity, encode=EncodeConfig(codec="libx264rgb", crf=0, pix_fmt="rgb24"))
+    else:
+        reference = src
+    frames, originals = video_frames_rgb(out), video_frames_rgb(reference)
+    # 256 colours for a frame of ~3,000 distinct ones (the clip's wrapping gradients) costs ~2 dB more than VP9
+    assert len(frames) == 6 and all(psnr(a, b) > 29 for a, b in zip(frames, originals))
+
+
+def test_each_gif_frame_gets_its_own_palette():
+    # Two frames with no colour in common: a palette made for the first could not draw the second.
+    h, w = 32, 48
+    y, x = np.mgrid[0:h, 0:w]
+    reds = np.stack([128 + x * 2, y * 2, np.zeros_like(x)], -1).astype(np.uint8)
+    blues = np.stack([np.zeros_like(x), y * 2, 128 + x * 2], -1).astype(np.uint8)
+    quantize = PaletteQuantizer(w, h)
+    for picture in (reds, blues):
+        frame = quantize(av.VideoFrame.from_ndarray(picture, format="rgb24"))
+        assert frame.format.name == "pal8"
+        assert psnr(frame.to_ndarray(format="rgb24"), picture) > 35
+
+
+def test_gif_in_gif_out_and_a_still_gif_is_a_picture(tmp_path, capsys):
+    animated = make_clip(tmp_path / "anim.gif", ClipSpec(width=40, height=32, frames=4, codec="gif", pix_fmt="rgb8",
+                                                         audio_codec=None, time_base=Fraction(1, 100),
+                                                         pts=[0, 10, 30, 40]))
+    assert main([str(animated), str(tmp_path / "out.gif"), *MODEL]) == 0
+    assert video_times(tmp_path / "out.gif") == video_times(animated) and len(video_times(animated)) == 4
+    # An animated GIF is a video: a single picture cannot hold it.
+    assert main([str(animated), str(tmp_path / "out.png"), *MODEL]) == 2
+    assert "is a video" in capsys.readouterr().err and not (tmp_path / "out.png").exists()
+
+    still = make_clip(tmp_path / "still.gif", ClipSpec(width=40, height=32, frames=1, codec="gif", pix_fmt="rgb8",
+                                                       audio_codec=None, time_base=Fraction(1, 100)))
+    png = tmp_path / "still.png"
+    assert cv2.imwrite(str(png), cv2.imread(str(still)))  # the same picture, as a PNG
+    torch.manual_seed(0)  # --random-weights: the same random model for both runs
+    assert main([str(still), str(tmp_path / "a.png"), *MODEL]) == 0
+    torch.manual_seed(0)
+    assert main([str(png), str(tmp_path / "b.png"), *MODEL]) == 0
+    a, b = cv2.imread(str(tmp_path / "a.png")), cv2.imread(str(tmp_path / "b.png"))
+    assert a.shape == (32, 40, 3) and np.array_equal(a, b)
+    torch.manual_seed(0)
+    assert main([str(still), str(tmp_path / "folder") + "/", *MODEL]) == 0
+    assert np.array_equal(cv2.imread(str(tmp_path / "folder" / "still.png")), a)  # named .png: GIF is not an image out
