@@ -29,6 +29,9 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.mark.parametrize("suffix, codec, pix_fmt, crf, preset", [
     (".mp4", "libx264", "yuv420p", 18, "medium"),
     (".mkv", "libx264", "yuv420p", 18, "medium"),
+    (".ts", "libx264", "yuv420p", 18, "medium"),  # MPEG-TS does not *declare* H.264 but carries it
+    (".mpg", "libx264", "yuv420p", 18, "medium"),  # not MPEG-1, which refuses most frame rates
+    (".y4m", "wrapped_avframe", "yuv420p", None, None),  # raw frames only: H.264 in y4m fails at the trailer
     (".webm", "libvpx-vp9", "yuv420p", 18, None),  # libvpx has crf but no preset
     (".gif", "gif", "pal8", None, None),  # GIF has neither
 ])

@@ -15,6 +15,7 @@ at all. Flat anime colour suits a per-frame palette well.
 from __future__ import annotations
 
 import dataclasses
+import io
 import logging
 import os
 import tempfile
@@ -32,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 AUTO = "auto"
 _PREFERRED = ("libx264",)  # in order; the first one the container holds and this FFmpeg has
+_RAW = frozenset({"rawvideo", "wrapped_avframe"})
 # GIF's muxer keeps time in centiseconds whatever the stream asks for.
 GIF_TIME_BASE = Fraction(1, 100)
 
@@ -49,6 +51,18 @@ def _encoder_name(codec: str) -> str | None:
     return found.name
 
 
+def _holds(container_format: str, codec: str) -> bool:
+    # A scratch muxer of the same format: add_stream asks libavformat (avformat_query_codec) and refuses a codec
+    # the format cannot hold. PyAV's ``supported_codecs`` lists only codecs a muxer *declares*, which leaves H.264
+    # out of MPEG-TS and MPEG-PS although both carry it.
+    with av.open(io.BytesIO(), "w", format=container_format) as scratch:
+        try:
+            scratch.add_stream(codec)
+        except ValueError:
+            return False
+    return True
+
+
 def resolve_encode(encode: EncodeConfig, container: av.container.OutputContainer) -> EncodeConfig:
     """``encode`` with ``codec="auto"`` replaced by the encoder ``container`` gets, and settings that suit it.
 
@@ -56,12 +70,14 @@ def resolve_encode(encode: EncodeConfig, container: av.container.OutputContainer
     """
     if encode.codec != AUTO:
         return encode
-    supported = container.supported_codecs
-    for name in _PREFERRED:
-        if name in supported and _encoder_name(name):
-            return dataclasses.replace(encode, codec=name)
     default = container.default_video_codec
-    codec = _encoder_name(default) if default and default != "none" else None
+    default = default if default and default != "none" else None
+    # Raw formats (y4m) take only their own codec; the muxer would accept an H.264 stream and fail at the trailer.
+    if default not in _RAW:
+        for name in _PREFERRED:
+            if _encoder_name(name) and _holds(container.format.name, name):
+                return dataclasses.replace(encode, codec=name)
+    codec = _encoder_name(default) if default else None
     if codec is None:
         raise ValueError(f"container {container.format.name!r} has no video encoder in this FFmpeg build; "
                          "name one with --codec")
@@ -80,7 +96,7 @@ def resolve_encode(encode: EncodeConfig, container: av.container.OutputContainer
         pix_fmt = "pal8" if "pal8" in allowed else allowed[0]
     resolved = dataclasses.replace(encode, codec=codec, pix_fmt=pix_fmt, crf=crf,
                                    preset=encode.preset if "preset" in have else None, options=options)
-    logger.info("%s holds no H.264: encoding with %s (%s)", container.format.name, codec, pix_fmt)
+    logger.info("%s: encoding with %s (%s)", container.format.name, codec, pix_fmt)
     return resolved
 
 
