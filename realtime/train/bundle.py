@@ -9,7 +9,8 @@ when the run is still going), so weights can be shipped from a long run without 
 weights are loaded and run once before anything is written, so a broken file is never bundled, and every file is
 replaced atomically, so an interrupted bundle leaves the previous one. ``--average-with OTHER`` bundles the key-by-key
 mean of two generators of one architecture instead (e.g. a model and its own fine-tune, which lie in one basin:
-``niji.cpu-v13`` is ``niji.cpu-v12`` averaged with a 256²-crop finish of it; MODEL_CARD.md).
+``niji.cpu-v13`` was ``niji.cpu-v12`` averaged with a 256²-crop finish of it, ``niji.cpu-v14`` two finishes of v13
+averaged; MODEL_CARD.md).
 """
 
 from __future__ import annotations
