@@ -16,6 +16,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Literal
 
+import av
 import torch
 
 from ._fileio import write_atomic
@@ -88,8 +89,6 @@ def _output_name(path: Path) -> str:
 def _is_still_gif(path: Path) -> bool:
     if path.suffix.lower() != ".gif":
         return False
-    import av
-
     try:
         with av.open(str(path)) as container:
             return sum(1 for _, _ in zip(range(2), container.decode(video=0))) == 1

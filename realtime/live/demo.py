@@ -279,9 +279,9 @@ def build_demo(config: DemoConfig, *, cache: ModelCache | None = None) -> Any:
                 model_translate, strength=config.temporal_strength))
         return stylize_array(frame, translate, size_multiple=multiple, max_side=config.live_max_side)
 
-    def ensemble_size(n: int | str) -> int:
-        # Gradio may hand the choice back as text; check_ensemble_size names a value it was never offered.
-        return check_ensemble_size(int(n) if str(n).isdigit() else n, param="ensemble")
+    def ensemble_size(n: int | str) -> int | str:
+        # Gradio may hand the choice back as text; ModelCache.get names a value it was never offered.
+        return int(n) if str(n).isdigit() else n
 
     @_user_errors
     def image(picture: np.ndarray | None, model: str, solver: str, max_side: float, ensemble: int = 1) -> np.ndarray:

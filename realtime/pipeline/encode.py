@@ -1,7 +1,7 @@
 """Encode stage: encode stylized frames with their source timestamps and mux them with the copied streams.
 
-Timestamps: the video stream's time base is the input's, and each frame is encoded with the pts it carries
-(rescaled only if a frame arrives in another time base). Nothing is derived from a frame rate, so VFR input
+Timestamps: the video stream's time base is the input's (GIF's muxer keeps centiseconds, so a GIF gets 1/100), and
+each frame is encoded with the pts it carries (rescaled when a frame arrives in another time base). Nothing is derived from a frame rate, so VFR input
 stays VFR. A pts that does not increase (broken source) is bumped by one tick and counted, because the encoder
 would reject it and dropping the frame would break "frames in == frames out".
 
