@@ -138,6 +138,25 @@ def test_lossless_chunks_equal_single_pass(clip, model, tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(ref, out))
 
 
+def test_avi_with_b_frames_is_cut_and_joined_frame_exact(model, tmp_path):
+    # AVI stores no presentation times: B-frames leave the decoder with shuffled pts. Each chunk must still keep
+    # exactly its own frames, each at its own 1/25 s slot.
+    src = make_clip(tmp_path / "bframes.avi",
+                    ClipSpec(frames=36, audio_codec=None, video_options={"g": "6", "bf": "3"}))
+    backend = make_backend(model, BackendConfig(device="cpu"))
+    pipeline = PipelineConfig(size_multiple=model.size_multiple)
+    encode = EncodeConfig(codec="ffv1", crf=None, preset=None)
+    run_file(src, tmp_path / "ref.mkv", backend, config=pipeline, encode=encode)
+    plan = plan_input(src, tmp_path / "out.mkv", chunk_seconds=0.3)
+    assert len(plan.chunks) >= 3
+    join_chunks(plan, run_all_chunks(plan, lambda: backend, pipeline, encode, tmp_path), pipeline=pipeline,
+                encode=encode)
+    ref, out = video_frames_rgb(tmp_path / "ref.mkv"), video_frames_rgb(tmp_path / "out.mkv")
+    assert len(ref) == len(out) == 36
+    assert all(np.array_equal(a, b) for a, b in zip(ref, out))
+    assert set(np.diff(video_times(tmp_path / "out.mkv"))) == {Fraction(1, 25)}
+
+
 def test_worker_ensemble_equals_the_single_pass_ensemble(clip, model, tmp_path):
     from realtime.batch.cluster import ChunkWorker
     from realtime.batch.config import settings_digest

@@ -160,6 +160,20 @@ def test_vfr_timestamps_are_kept(fixture: str, request: pytest.FixtureRequest, t
     assert video_times(out) == [Fraction(p, 1000) for p in VFR_PTS]
 
 
+def test_avi_with_b_frames_keeps_its_frame_times(media: Path, tmp_path: Path) -> None:
+    # AVI stores no presentation times: with B-frames the decoded frames' pts come out shuffled while their dts
+    # increase. Each frame must keep its 1/25 s slot, in order, with no timestamp patched by the encoder.
+    src = make_clip(media / "bframes.avi", ClipSpec(frames=30, audio_codec=None, video_options={"bf": "3"}))
+    out = tmp_path / "out.mkv"
+    result = run_file(src, out, negate)
+    times = video_times(out)
+    assert result.frames_out == len(times) == 30 and result.pts_adjusted == 0
+    assert set(np.diff(times)) == {Fraction(1, 25)}
+    src_rgb = np.stack(video_frames_rgb(src)).astype(np.float64)
+    dst_rgb = np.stack(video_frames_rgb(out)).astype(np.float64)
+    assert np.abs((255.0 - src_rgb) - dst_rgb).mean() < 6.0  # the same pictures in the same order
+
+
 def test_subtitles_transcoded_when_the_container_needs_it(subs_mkv: Path, basic_mp4: Path, tmp_path: Path) -> None:
     out = tmp_path / "subs.mp4"  # mp4 holds neither subrip nor ass: both become mov_text
     result = run_file(subs_mkv, out, negate)

@@ -13,6 +13,7 @@ from conftest import needs_cuda
 from realtime.frames import Frame, FrameBatch
 from realtime.pipeline import Channel, EncodeConfig, EncoderError, Geometry, PipelineConfig, PipelineStopped
 from realtime.pipeline.convert import _frame_to_tensor, _tensor_to_frame
+from realtime.pipeline.decode import _FrameTimes
 from realtime.pipeline.encode import choose_pix_fmt
 from realtime.pipeline.streams import DtsGuard, filter_metadata, rescale
 
@@ -188,6 +189,26 @@ def test_rescale_rounds_like_ffmpeg() -> None:
     assert rescale(1, Fraction(1, 3), Fraction(1, 2)) == 1  # 0.667 -> 1
     assert rescale(1, Fraction(1, 4), Fraction(1, 2)) == 1  # 0.5 -> 1 (half away from zero)
     assert rescale(-1, Fraction(1, 4), Fraction(1, 2)) == -1
+
+
+def frame_times(pairs: list[tuple[int | None, int | None]], step: int = 1) -> list[int]:
+    times = _FrameTimes(step)
+    for pts, dts in pairs:  # seen first, as the decoder's look-ahead sees them, then chosen in the same order
+        times.see(pts, dts)
+    return [times.choose(pts, dts) for pts, dts in pairs]
+
+
+def test_frame_times_trust_pts_unless_dts_has_fewer_faults() -> None:
+    vfr = [0, 40, 70, 150, 160]
+    assert frame_times([(p, None) for p in vfr]) == vfr  # irregular pts without dts are kept
+    assert frame_times([(p, p - 80) for p in vfr]) == vfr  # pts, not dts, when both increase
+    # A timestamp reset in pts and dts alike (concatenated streams): pts as they are, for the encoder to patch.
+    assert frame_times([(10, 10), (11, 11), (0, 0), (1, 1)]) == [10, 11, 0, 1]
+    # AVI with B-frames: the demuxer's made-up pts come out shuffled while dts increase (the decoder's delayed
+    # frames at the end carry none): the same pts, given out in order.
+    avi = [(1, 2), (4, 3), (3, 4), (5, 5), (2, 6), (8, 7), (9, None), (7, None)]
+    assert frame_times(avi) == [1, 2, 3, 4, 5, 7, 8, 9]
+    assert frame_times([(None, None)] * 3, step=3) == [0, 3, 6]  # raw streams: nominal frame durations
 
 
 def test_dts_guard() -> None:

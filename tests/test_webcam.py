@@ -94,12 +94,14 @@ def test_slow_model_drops_frames_latest_wins_and_memory_stays_flat(tmp_path):
     assert max(rss[-8:]) - baseline < 100 * 2**20, [r // 2**20 for r in rss]
 
 
-def test_recording_is_timestamped_on_the_capture_clock(clip, tmp_path):
-    out = tmp_path / "rec.mp4"
+@pytest.mark.parametrize("name, codec", [("rec.mp4", "h264"), ("rec.webm", "vp9"), ("rec.gif", "gif")])
+def test_recording_is_timestamped_on_the_capture_clock(clip, tmp_path, name, codec):
+    out = tmp_path / name
     config = WebcamConfig(camera=CameraConfig(device=str(clip), size=(160, 120), loop=True), window=False,
                           seconds=3.0, record=out)
     report = run_webcam(config, slow(0.1))
     with av.open(str(out)) as c:
+        assert c.streams.video[0].codec_context.name == codec  # the container's own encoder, as rt-anime's
         times = [float(f.time) for f in c.decode(video=0)]
     assert len(times) == report.frames_recorded == report.frames_shown >= 5
     # Frames of the slow model (>= 0.1 s each) lie 0.08 s or more apart on the 25 fps capture grid, where stamping
@@ -208,6 +210,7 @@ def test_ensemble_wraps_the_model_the_webcam_runs(clip, capsys, monkeypatch):
     (["--device", "63"], r"--device 63: cannot open the camera"),
     (["--size", "321x240"], r"--size 321x240: .*even"),
     (["--record", "out.txt"], r"--record .*out.txt.*allowed: .mp4"),
+    (["--record", "out.y4m"], r"--record .*out.y4m.*allowed: .mp4"),
     (["--seconds", "0"], r"--seconds must be > 0"),
     (["--max-side", "big"], r"--max-side 'big'"),
     (["--loop", "--device", "0"], r"--loop applies to a video file"),
@@ -215,7 +218,7 @@ def test_ensemble_wraps_the_model_the_webcam_runs(clip, capsys, monkeypatch):
 def test_bad_arguments_are_one_line(clip, tmp_path, capsys, args, pattern):
     argv = ["webcam", "--no-window", "--device", str(clip), *MODEL, *args]
     if "--record" in args:
-        argv[argv.index("out.txt")] = str(tmp_path / "out.txt")
+        argv[argv.index(args[1])] = str(tmp_path / args[1])
     assert main(argv) == 2
     one_line_error(capsys, pattern)
 

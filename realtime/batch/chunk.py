@@ -21,7 +21,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -31,7 +30,7 @@ import torch
 from ..frames import Frame
 from ..pipeline.config import EncodeConfig, PipelineConfig
 from ..pipeline.convert import _frame_to_tensor
-from ..pipeline.decode import InputVideo, SourceStage
+from ..pipeline.decode import FrameClock, InputVideo, SourceStage
 from ..pipeline.encode import EncodeStage, OutputVideo
 from ..pipeline.errors import EncoderError, InputError
 from ..pipeline.stage import Channel, run_stages
@@ -98,7 +97,6 @@ class ChunkFrames:
         self.frames = 0
         self.decode_errors = 0
         self.demux_error: str | None = None
-        self._last_pts: int | None = None
 
     def __iter__(self) -> Iterator[Frame]:
         overshot = yield from self._run(seek=self.chunk.seek_pts is not None)
@@ -125,6 +123,7 @@ class ChunkFrames:
                     return True  # an unseekable input: the caller decodes from the start
             started = not seek
             fed = 0
+            clock = FrameClock(video)
             demux = container.demux(video)
             while fed < self.chunk.packets:
                 try:
@@ -148,35 +147,29 @@ class ChunkFrames:
                         continue
                 if self._in_range(packet.pts, self.lower):
                     fed += 1
-                yield from self._decode(video, packet)
-            yield from self._decode(video, None)
+                yield from self._decode(video, clock, packet)
+            yield from self._decode(video, clock, None)
             return False
         finally:
             container.close()
 
-    def _decode(self, video: av.video.stream.VideoStream, packet: av.Packet | None) -> Iterator[Frame]:
+    def _decode(self, video: av.video.stream.VideoStream, clock: FrameClock,
+                packet: av.Packet | None) -> Iterator[Frame]:
         try:
             decoded = video.decode(packet)
         except av.error.EOFError:
-            return
+            decoded = []
         except av.error.FFmpegError as error:
             # As in file mode: a corrupt packet costs its own frame, the decoder resyncs at the next one.
             self.decode_errors += 1
             logger.warning("decode error in %s chunk %d: %s", self.path, self.chunk.index, error)
-            return
-        for vf in decoded:
-            time_base = vf.time_base or video.time_base or Fraction(1, 90000)
-            pts = vf.pts
-            if pts is None:
-                # Only raw elementary streams lack timestamps (always one chunk): step like InputVideo does.
-                rate = video.average_rate or video.guessed_rate or Fraction(25)
-                step = max(round(1 / (rate * time_base)), 1)
-                pts = 0 if self._last_pts is None else self._last_pts + step
-            self._last_pts = pts
+            decoded = []
+        # Times as file mode chooses them (AVI's B-frames included), so the chunk keeps exactly its own frames.
+        for vf, pts in clock.push(decoded, flush=packet is None):
             if not self._in_range(pts, self.lower):
                 continue
-            yield Frame(data=_frame_to_tensor(vf, self.device), pts=pts, time_base=time_base, index=self.frames,
-                        duration=vf.duration or None)
+            yield Frame(data=_frame_to_tensor(vf, self.device), pts=pts, time_base=vf.time_base or clock.time_base,
+                        index=self.frames, duration=vf.duration or None)
             self.frames += 1
 
 

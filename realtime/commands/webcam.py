@@ -3,7 +3,7 @@
 A capture thread keeps only the newest camera frame; the model always runs on the newest frame (frames that arrive
 while it is busy are dropped and counted, no queue grows); results go to a preview window with a HUD (keys: q or
 Esc quit, m mirror, s stylization on/off), to a virtual camera (--virtual-cam) and/or to a recording (--record,
-timestamped on the capture clock). On exit it prints fps, latency p50/p95 (capture → shown) and drops.
+timestamped on the capture clock; H.264 for .mp4/.mkv/..., VP9 for .webm, an animated GIF for .gif). On exit it prints fps, latency p50/p95 (capture → shown) and drops.
 
 Defaults, chosen for real time on a CPU: the lite model (the bundled default, or --model nijigan-lite
 --random-weights until it ships) on 320x240 frames, with the model itself running at 160 px on the longer side
@@ -16,6 +16,7 @@ Examples:
   rt-anime webcam                                    # camera 0, window
   rt-anime webcam --device clip.mp4 --loop --mirror  # try it without a camera
   rt-anime webcam --no-window --record out.mp4 --seconds 30
+  rt-anime webcam --record clip.gif --seconds 5        # an animated GIF to share
   rt-anime webcam --virtual-cam --no-window          # pick "rt-anime" in your video-call app (v4l2loopback / OBS)
 """
 
@@ -67,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--virtual-cam", action="store_true",
                         help="also send frames to a virtual camera (pip install 'rt-anime[virtualcam]'; needs "
                              "v4l2loopback on Linux, OBS Virtual Camera on Windows/macOS)")
-    parser.add_argument("--record", metavar="OUT.mp4", help="also record the stylized frames (capture-clock times)")
+    parser.add_argument("--record", metavar="OUT.mp4", help="also record the stylized frames (capture-clock times; .mp4, .mkv, .webm, .gif, ...)")
     parser.add_argument("--no-window", action="store_true", help="no preview window (headless, or recording only)")
     parser.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds (default: until q / Ctrl-C)")
 

@@ -1,4 +1,4 @@
-"""Where live frames go: a preview window with a HUD, a virtual camera, and an mp4 recording.
+"""Where live frames go: a preview window with a HUD, a virtual camera, and a recording (mp4, WebM, GIF, ...).
 
 Each output takes RGB uint8 ``(H, W, 3)`` pictures. The recorder stamps frames with their capture-clock time (a
 live recording stamped at a nominal constant rate drifts against real time, and frames dropped by the stylizer
@@ -18,6 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RtAnimeError, require
+from ..jobs import VIDEO_SUFFIXES
+from ..pipeline.codecs import GIF_TIME_BASE, PaletteQuantizer, resolve_encode
+from ..pipeline.config import EncodeConfig
+from ..pipeline.encode import choose_pix_fmt
 from ..pipeline.run import _create_temp
 
 __all__ = ["Recorder", "VirtualCamera", "PreviewWindow", "LatestSlot", "RECORD_SUFFIXES", "check_record_path",
@@ -25,8 +29,13 @@ __all__ = ["Recorder", "VirtualCamera", "PreviewWindow", "LatestSlot", "RECORD_S
 
 logger = logging.getLogger(__name__)
 
-RECORD_SUFFIXES = (".mp4", ".mkv", ".mov", ".m4v")
+# The containers ``rt-anime`` writes videos to, less raw Y4M (it ignores timestamps, so a live recording would play
+# at whatever rate its header names, not the capture clock's).
+RECORD_SUFFIXES = tuple(s for s in VIDEO_SUFFIXES if s != ".y4m")
 _RECORD_TIME_BASE = Fraction(1, 1000)
+# Muxers that keep their own clock: GIF counts centiseconds; AVI has one frame rate and fills gaps with empty
+# chunks, so its ticks are frames at the expected rate (1 ms ticks would mean a 1000 fps stream of mostly gaps).
+_FRAME_CLOCK_FORMATS = frozenset({"avi"})
 
 
 def check_record_path(path: Path, *, device: str) -> None:
@@ -46,36 +55,56 @@ def check_record_path(path: Path, *, device: str) -> None:
 
 
 class Recorder:
-    """H.264 recording with capture-clock timestamps, written to a temporary file renamed on :meth:`finish`.
+    """A recording with capture-clock timestamps, written to a temporary file renamed on :meth:`finish`.
+
+    The encoder is chosen for the container as ``rt-anime``'s ``--codec auto`` chooses it
+    (:func:`~realtime.pipeline.codecs.resolve_encode`): H.264 for mp4/mkv/mov/avi/ts/..., VP9 for WebM, an animated
+    GIF with a per-frame palette for ``.gif``.
 
     Args:
-        path: Final file (``.mp4``, ``.mkv``, ``.mov``, ``.m4v``).
-        size: ``(width, height)``, even.
-        rate_hint: Expected frame rate, for the encoder's rate control only (timestamps come from the frames).
-        crf: x264 constant rate factor.
+        path: Final file, one of :data:`RECORD_SUFFIXES`.
+        size: ``(width, height)``; an odd size is kept, in 4:4:4 where the encoder needs even 4:2:0.
+        rate_hint: Expected frame rate, for the encoder's rate control (and AVI's frame clock); the timestamps
+            come from the capture clock.
+        crf: Constant rate factor (x264, VP9).
         preset: x264 preset; ``veryfast`` because the encoder shares the CPU with the model.
     """
 
     def __init__(self, path: Path, *, size: tuple[int, int], rate_hint: float = 30.0, crf: int = 20,
-                 preset: str = "veryfast", codec: str = "libx264") -> None:
+                 preset: str = "veryfast") -> None:
         import av
 
         self.path = Path(path)
         self._tmp = _create_temp(self.path)
         self._container = None
+        rate = Fraction(rate_hint).limit_denominator(1001) if rate_hint > 0 else Fraction(30)
         try:
+            # The temporary name keeps the final extension, so the muxer is the one the path asks for.
             self._container = av.open(str(self._tmp), "w")
-            rate = Fraction(rate_hint).limit_denominator(1001) if rate_hint > 0 else Fraction(30)
-            self._stream = self._container.add_stream(codec, rate=rate, options={"crf": str(crf), "preset": preset})
-            self._stream.width, self._stream.height = size
-            self._stream.pix_fmt = "yuv420p"
-            self._stream.time_base = _RECORD_TIME_BASE
-            self._stream.codec_context.time_base = _RECORD_TIME_BASE
+            muxer = self._container.format.name
+            try:
+                encode = resolve_encode(EncodeConfig(crf=crf, preset=preset), self._container)
+            except ValueError as error:
+                raise RtAnimeError(f"--record {self.path}: {error}") from None
+            pix_fmt, width, height = choose_pix_fmt(encode, *size, path=self.path)
+            self._stream = self._container.add_stream(encode.codec, rate=rate, options=encode.encoder_options())
+            self._stream.width, self._stream.height, self._stream.pix_fmt = width, height, pix_fmt
+            if muxer == "gif":
+                time_base = GIF_TIME_BASE
+            elif muxer in _FRAME_CLOCK_FORMATS:
+                time_base = 1 / rate
+            else:
+                time_base = _RECORD_TIME_BASE
+            self._stream.time_base = time_base
+            self._stream.codec_context.time_base = time_base
         except BaseException:
             if self._container is not None:
                 self._container.close()
             self._tmp.unlink(missing_ok=True)
             raise
+        self._pix_fmt = pix_fmt
+        self._time_base = time_base
+        self._quantize = PaletteQuantizer(width, height) if pix_fmt == "pal8" else None
         self._t0: float | None = None
         self._last_pts = -1
         self.frames_written = 0
@@ -87,12 +116,13 @@ class Recorder:
 
         if self._t0 is None:
             self._t0 = capture_seconds
-        # Rounded to the 1 ms time base; a repeat (two frames in the same millisecond) moves up one tick.
-        pts = max(round((capture_seconds - self._t0) / _RECORD_TIME_BASE), self._last_pts + 1)
+        # Rounded to the stream's time base; a repeat (two frames in one tick) moves up one tick.
+        pts = max(round((capture_seconds - self._t0) / self._time_base), self._last_pts + 1)
         self._last_pts = pts
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(format="yuv420p")
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        frame = self._quantize(frame) if self._quantize is not None else frame.reformat(format=self._pix_fmt)
         frame.pts = pts
-        frame.time_base = _RECORD_TIME_BASE
+        frame.time_base = self._time_base
         self._container.mux(self._stream.encode(frame))
         self.frames_written += 1
 
