@@ -5,6 +5,7 @@ import glob
 import os
 import re
 import statistics
+import threading
 import time
 
 import av
@@ -14,7 +15,7 @@ import torch
 
 from media import ClipSpec, make_clip, video_frames_rgb
 from realtime.cli import main
-from realtime.live.camera import CameraConfig
+from realtime.live.camera import CameraConfig, MediaGrabber
 from realtime.live.webcam import WebcamConfig, run_webcam
 
 MODEL = ["--model", "nijigan-lite", "--random-weights"]
@@ -107,6 +108,23 @@ def test_recording_is_timestamped_on_the_capture_clock(clip, tmp_path, name, cod
     # Frames of the slow model (>= 0.1 s each) lie 0.08 s or more apart on the 25 fps capture grid, where stamping
     # at the clip's nominal rate would space them 0.04 s.
     assert statistics.median(np.diff(times)) >= 0.07, np.diff(times)
+
+
+def test_a_video_file_as_camera_is_released_at_its_own_frame_times(tmp_path):
+    # AVI with B-frames: the decoder's pts come out shuffled; the release times must still step 1/25 s, also
+    # across the loop.
+    src = make_clip(tmp_path / "bframes.avi", ClipSpec(frames=20, audio_codec=None, video_options={"bf": "3"}))
+    paced = []
+
+    class Recording(MediaGrabber):
+        def _pace(self, media_seconds: float) -> None:
+            paced.append(media_seconds)
+
+    grabber = Recording(str(src), kind="file", loop=True, stop=threading.Event())
+    pictures = [grabber.read() for _ in range(30)]
+    grabber.close()
+    assert all(p is not None for p in pictures) and grabber.loops == 1
+    np.testing.assert_allclose(np.diff(paced), 0.04, atol=1e-9)
 
 
 class FakeGui:

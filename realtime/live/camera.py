@@ -230,7 +230,7 @@ class MediaGrabber:
                             f"({stream.codec_context.width}x{stream.codec_context.height}"
                             f"{', looped' if self._loop else ''})")
         self._container = container
-        self._frames = container.decode(stream)
+        self._frames = _timed_frames(container, stream)
         self._t0: float | None = None
 
     def read(self) -> np.ndarray | None:
@@ -238,7 +238,7 @@ class MediaGrabber:
 
         while True:
             try:
-                frame = next(self._frames)
+                frame, t = next(self._frames)
             except StopIteration:
                 frame = None
             except av.error.FFmpegError as error:
@@ -253,7 +253,6 @@ class MediaGrabber:
                 self._container.close()
                 self._open()
                 continue
-            t = float(frame.time) if frame.time is not None else self._last + self._interval
             if self._t0 is None:
                 self._t0 = t
             self._last = max(t - self._t0, 0.0)
@@ -408,3 +407,16 @@ class LatestFrameCamera:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _timed_frames(container: av.container.InputContainer,
+                  stream: av.video.stream.VideoStream) -> Iterator[tuple[av.VideoFrame, float]]:
+    """Decoded frames and their times in seconds, as file mode times them (AVI's B-frames included)."""
+    from ..pipeline.decode import FrameClock
+
+    clock = FrameClock(stream)
+    for vf in container.decode(stream):
+        for item, pts in clock.push([vf]):
+            yield item, float(pts * clock.time_base)
+    for item, pts in clock.push([], flush=True):
+        yield item, float(pts * clock.time_base)
