@@ -157,6 +157,15 @@ def test_avi_with_b_frames_is_cut_and_joined_frame_exact(model, tmp_path):
     assert set(np.diff(video_times(tmp_path / "out.mkv"))) == {Fraction(1, 25)}
 
 
+def test_joined_mpeg_ts_segments_are_refused_with_the_command_that_works(tmp_path):
+    part = make_clip(tmp_path / "part.ts", ClipSpec(frames=25, audio_codec=None))
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(part.read_bytes() * 2)
+    with pytest.raises(RtAnimeError, match=r"timestamps jump at 1\.000 s.*`rt-anime INPUT OUTPUT`"):
+        plan_input(joined, tmp_path / "out.mkv", chunk_seconds=0.3)
+    assert plan_input(part, tmp_path / "out.mkv", chunk_seconds=0.3).frames == 25
+
+
 def test_worker_ensemble_equals_the_single_pass_ensemble(clip, model, tmp_path):
     from realtime.batch.cluster import ChunkWorker
     from realtime.batch.config import settings_digest

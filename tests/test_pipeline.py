@@ -160,6 +160,39 @@ def test_vfr_timestamps_are_kept(fixture: str, request: pytest.FixtureRequest, t
     assert video_times(out) == [Fraction(p, 1000) for p in VFR_PTS]
 
 
+def joined_ts(media: Path) -> Path:
+    """Two 1 s MPEG-TS clips joined byte for byte (``cat a.ts b.ts``): the second restarts the clock."""
+    joined = media / "joined.ts"
+    if not joined.exists():
+        part = make_clip(media / "part.ts", ClipSpec(frames=25, audio_codec="mp2", audio_seconds=1.0))
+        joined.write_bytes(part.read_bytes() * 2)
+    return joined
+
+
+def test_joined_mpeg_ts_segments_play_one_after_the_other(media: Path, tmp_path: Path) -> None:
+    src = joined_ts(media)
+    out = tmp_path / "out.mp4"
+    result = run_file(src, out, negate)
+    times = video_times(out)
+    # Before: the second clip's 25 frames were squeezed into 25 ticks of 1/90000 s, its audio dropped.
+    assert result.frames_out == len(times) == 50 and result.pts_adjusted == 0
+    assert set(np.diff(times)) == {Fraction(1, 25)} and times[-1] - times[0] == Fraction(49, 25)
+    assert packet_payloads(out) == packet_payloads(src)  # every audio packet, in order
+    with av.open(str(out)) as container:
+        audio = [p.pts * p.time_base for p in container.demux(audio=0) if p.pts is not None]
+    half = len(audio) // 2
+    assert abs(audio[half] - audio[0] - 1) < Fraction(3, 100)  # the second clip's sound starts with its pictures
+
+
+def test_a_gap_in_mpeg_ts_is_kept_not_joined(media: Path, tmp_path: Path) -> None:
+    pts = [0, 1, 2, 3, 128, 129, 130]  # 1/25 s ticks: a 5 s pause, within the 10 s a splice needs
+    src = make_clip(media / "gap.ts", ClipSpec(pts=pts, audio_codec=None))
+    out = tmp_path / "out.mkv"
+    run_file(src, out, negate)
+    times = video_times(out)
+    assert [t - times[0] for t in times] == [Fraction(p, 25) for p in pts]
+
+
 def test_avi_with_b_frames_keeps_its_frame_times(media: Path, tmp_path: Path) -> None:
     # AVI stores no presentation times: with B-frames the decoded frames' pts come out shuffled while their dts
     # increase. Each frame must keep its 1/25 s slot, in order, with no timestamp patched by the encoder.

@@ -13,7 +13,7 @@ from conftest import needs_cuda
 from realtime.frames import Frame, FrameBatch
 from realtime.pipeline import Channel, EncodeConfig, EncoderError, Geometry, PipelineConfig, PipelineStopped
 from realtime.pipeline.convert import _frame_to_tensor, _tensor_to_frame
-from realtime.pipeline.decode import _FrameTimes
+from realtime.pipeline.timestamps import _FrameTimes
 from realtime.pipeline.encode import choose_pix_fmt
 from realtime.pipeline.streams import DtsGuard, filter_metadata, rescale
 

@@ -30,11 +30,12 @@ import torch
 from ..frames import Frame
 from ..pipeline.config import EncodeConfig, PipelineConfig
 from ..pipeline.convert import _frame_to_tensor
-from ..pipeline.decode import FrameClock, InputVideo, SourceStage
+from ..pipeline.decode import InputVideo, SourceStage
 from ..pipeline.encode import EncodeStage, OutputVideo
 from ..pipeline.errors import EncoderError, InputError
 from ..pipeline.stage import Channel, run_stages
 from ..pipeline.streams import rescale
+from ..pipeline.timestamps import FrameClock
 from ..pipeline.translate import TranslateFn, TranslateStage
 from .config import FaultSpec
 from .plan import Chunk

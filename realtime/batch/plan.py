@@ -24,6 +24,7 @@ from ..errors import RtAnimeError
 from ..jobs import VIDEO_SUFFIXES
 from ..pipeline.decode import InputVideo
 from ..pipeline.errors import InputError, TruncatedInputError
+from ..pipeline.timestamps import Splices
 
 __all__ = ["Chunk", "InputPlan", "expand_inputs", "output_paths", "plan_input", "cut_points"]
 
@@ -215,6 +216,8 @@ def _scan(path: Path, stream_index: int) -> tuple[list[int | None], list[bool], 
         raise InputError(f"cannot open input as a media file ({exc})", path=path) from exc
     with container:
         stream = container.streams[stream_index]
+        rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+        splices = Splices(container, frame_duration=1 / Fraction(rate))
         demux = container.demux(stream)
         while True:
             try:
@@ -226,6 +229,13 @@ def _scan(path: Path, stream_index: int) -> tuple[list[int | None], list[bool], 
                 break
             if packet.size == 0 and packet.dts is None:
                 continue  # PyAV's end-of-stream marker
+            raw = packet.pts
+            splices.fix(packet)
+            if packet.pts != raw:
+                # Chunks are found again by seeking to source timestamps, which repeat after a splice.
+                raise InputError(f"its timestamps jump at {float(packet.dts * packet.time_base):.3f} s (joined "
+                                 "MPEG-TS segments or a broadcast capture), so it cannot be cut into chunks; "
+                                 "`rt-anime INPUT OUTPUT` joins the timeline and stylizes it in one pass", path=path)
             pts.append(packet.pts)
             keys.append(bool(packet.is_keyframe))
     return pts, keys, error

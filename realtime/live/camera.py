@@ -412,7 +412,7 @@ class LatestFrameCamera:
 def _timed_frames(container: av.container.InputContainer,
                   stream: av.video.stream.VideoStream) -> Iterator[tuple[av.VideoFrame, float]]:
     """Decoded frames and their times in seconds, as file mode times them (AVI's B-frames included)."""
-    from ..pipeline.decode import FrameClock
+    from ..pipeline.timestamps import FrameClock
 
     clock = FrameClock(stream)
     for vf in container.decode(stream):

@@ -12,7 +12,6 @@ Image sequences (a folder, a glob or printf pattern) are ``InputVideo`` inputs t
 
 from __future__ import annotations
 
-import bisect
 import logging
 import os
 import struct
@@ -33,8 +32,9 @@ from ..frames import Frame
 from .convert import _frame_to_tensor
 from .errors import InputError, NoVideoError
 from .stage import Channel, PipelineStopped, Stage
+from .timestamps import FrameClock, Splices
 
-__all__ = ["FrameClock", "InputVideo", "SourceInfo", "SourceStage", "open_video"]
+__all__ = ["InputVideo", "SourceInfo", "SourceStage", "open_video"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,83 +59,6 @@ def open_video(path: str | os.PathLike, role: str) -> av.container.InputContaine
 
 
 _ATTACHED_PIC = 1024  # AV_DISPOSITION_ATTACHED_PIC: cover art is a one-frame "video" stream, never the video
-# Decoded frames held back before their timestamp is chosen, so the first frames are judged by the stream's
-# pattern too (x264's B-pyramid shows its first out-of-order pts by the third output frame).
-_LOOKAHEAD = 4
-
-
-class _FrameTimes:
-    """The presentation time of each decoded frame, also where the container's own times are wrong.
-
-    A decoder emits frames in presentation order, so their times must increase. Where the container stores no
-    presentation times (AVI: the demuxer makes them up), B-frames come out of the decoder with shuffled pts while
-    their dts increase. As FFmpeg does for its "best effort timestamp" (libavcodec's ``guess_correct_pts``, which
-    PyAV does not expose), decreases are counted in each, and pts are trusted while they have no more faults than
-    dts. Untrusted pts are still the right set of times, only attached to the wrong frames: each frame then gets
-    the earliest pts not yet given out (the decoder holds back :data:`_LOOKAHEAD` frames, more than B-frames
-    reorder), which keeps the times exact where switching to dts would shift them by the decoder's delay. Faults are
-    counted as frames arrive, ahead of the choice, so the first frames are judged by the stream's pattern too. A
-    frame with no usable time continues from the previous one by the nominal frame duration.
-    """
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-        self.faulty_pts = self.faulty_dts = 0
-        self._seen_pts: int | None = None
-        self._seen_dts: int | None = None
-        self._pending: list[int] = []  # pts seen and not yet given out, sorted
-        self.last: int | None = None
-
-    def see(self, pts: int | None, dts: int | None) -> None:
-        """Count one decoded frame's times, in output order."""
-        if dts is not None:
-            self.faulty_dts += self._seen_dts is not None and dts <= self._seen_dts
-            self._seen_dts = dts
-        if pts is not None:
-            self.faulty_pts += self._seen_pts is not None and pts <= self._seen_pts
-            self._seen_pts = pts
-            bisect.insort(self._pending, pts)
-
-    def choose(self, pts: int | None, dts: int | None) -> int:
-        """The time of the next frame out (each frame is seen first, in the same order)."""
-        if self.faulty_pts <= self.faulty_dts:
-            value = pts if pts is not None else dts
-            if pts is not None:
-                self._pending.remove(pts)
-        else:
-            value = self._pending.pop(0) if self._pending else dts
-            if value is not None and self.last is not None and value <= self.last:
-                value = None
-        if value is None:
-            value = 0 if self.last is None else self.last + self.step
-        self.last = value
-        return value
-
-
-class FrameClock:
-    """Decoded frames of one stream, each with its presentation time (:class:`_FrameTimes`), :data:`_LOOKAHEAD`
-    frames behind the decoder.
-
-    Args:
-        video: The stream being decoded (its time base and nominal rate give the step for frames without a time).
-    """
-
-    def __init__(self, video: av.video.stream.VideoStream) -> None:
-        self.time_base = video.time_base or Fraction(1, 90000)
-        rate = video.average_rate or video.guessed_rate or Fraction(25)
-        self._times = _FrameTimes(max(round(1 / (rate * self.time_base)), 1))
-        self._held: deque[av.VideoFrame] = deque()
-
-    def push(self, frames: Iterable[av.VideoFrame], *, flush: bool = False) -> Iterator[tuple[av.VideoFrame, int]]:
-        """Take the decoder's output for one packet; yield the frames now due, with their pts (all at ``flush``)."""
-        for vf in frames:
-            self._times.see(vf.pts, vf.dts)
-            self._held.append(vf)
-        while self._held and (flush or len(self._held) > _LOOKAHEAD):
-            vf = self._held.popleft()
-            yield vf, self._times.choose(vf.pts, vf.dts)
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SourceInfo:
     """Facts about the input's video stream, read from its container and its first decoded frame."""
@@ -221,6 +144,8 @@ class InputVideo:
             self.decode_errors = 0
             self.demux_error: str | None = None
             self._clock = FrameClock(self.video)
+            rate = self.video.average_rate or self.video.guessed_rate or Fraction(25)
+            self.splices = Splices(self.container, frame_duration=1 / Fraction(rate))
             self._first_frame: av.VideoFrame | None = None
             self._pending: deque[Frame | av.Packet] = deque()
             self._items = self._generate()
@@ -304,6 +229,7 @@ class InputVideo:
                 break
             if packet.size == 0 and packet.dts is None:
                 continue  # PyAV's end-of-stream marker, one per stream
+            self.splices.fix(packet)
             if packet.stream_index == self.video.index:
                 self.video_packets += 1
                 yield from self._decode(packet)
