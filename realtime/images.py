@@ -35,13 +35,37 @@ def read_image(path: "str | os.PathLike") -> np.ndarray:
 
 
 def write_image(path: "str | os.PathLike", rgb: np.ndarray) -> None:
+    """Write RGB uint8 (H, W, 3) in the format of ``path``'s extension (a still GIF too, see :func:`encode_gif`)."""
     import cv2
 
     path = Path(path)
+    if path.suffix.lower() == ".gif":
+        path.write_bytes(encode_gif(rgb))
+        return
     ok, data = cv2.imencode(path.suffix or ".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise RtAnimeError(f"cannot encode an image as {path.suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
     data.tofile(path)
+
+
+def encode_gif(rgb: np.ndarray) -> bytes:
+    """A one-frame GIF with the picture's own 256-colour palette, as animated GIF output makes each frame."""
+    import io
+
+    import av
+
+    from .pipeline.codecs import PaletteQuantizer
+
+    height, width = rgb.shape[:2]
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="gif") as container:
+        stream = container.add_stream("gif")
+        stream.width, stream.height, stream.pix_fmt = width, height, "pal8"
+        frame = PaletteQuantizer(width, height)(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24"))
+        frame.pts = 0
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return buffer.getvalue()
 
 
 def image_to_tensor(rgb: np.ndarray) -> torch.Tensor:

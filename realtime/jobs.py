@@ -226,6 +226,8 @@ def run_job(source: InputSpec, target: OutputSpec, translate: Callable[[torch.Te
     if fps is not None:
         raise ValueError("--fps applies only when writing a video from images")
     if source.kind == "image":
+        if target.kind == "video" and target.path.suffix.lower() == ".gif":
+            target = OutputSpec("image", target.path)  # a picture in, a still GIF out
         if target.kind == "video":
             raise RtAnimeError(f"input {source.path} is a single image; write an image or a folder, not a video")
         dst = target.path / _output_name(source.path) if target.kind == "folder" else target.path

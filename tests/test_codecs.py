@@ -106,3 +106,19 @@ def test_gif_in_gif_out_and_a_still_gif_is_a_picture(tmp_path, capsys):
     torch.manual_seed(0)
     assert main([str(still), str(tmp_path / "folder") + "/", *MODEL]) == 0
     assert np.array_equal(cv2.imread(str(tmp_path / "folder" / "still.png")), a)  # named .png: GIF is not an image out
+
+
+def test_a_picture_to_gif_is_a_still_gif(tmp_path, capsys):
+    src = tmp_path / "photo.png"
+    assert cv2.imwrite(str(src), (np.random.default_rng(3).random((30, 44, 3)) * 255).astype(np.uint8))
+    torch.manual_seed(0)
+    assert main([str(src), str(tmp_path / "out.gif"), *MODEL]) == 0
+    torch.manual_seed(0)
+    assert main([str(src), str(tmp_path / "out.png"), *MODEL]) == 0
+    with av.open(str(tmp_path / "out.gif")) as container:
+        assert container.format.name == "gif"
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    reference = cv2.cvtColor(cv2.imread(str(tmp_path / "out.png")), cv2.COLOR_BGR2RGB)
+    assert len(frames) == 1 and frames[0].shape == (30, 44, 3)
+    assert psnr(frames[0], reference) > 30  # the same stylized picture, in 256 colours
+    assert not list(tmp_path.glob(".*partial*"))
