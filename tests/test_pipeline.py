@@ -193,6 +193,46 @@ def test_a_gap_in_mpeg_ts_is_kept_not_joined(media: Path, tmp_path: Path) -> Non
     assert [t - times[0] for t in times] == [Fraction(p, 25) for p in pts]
 
 
+def identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def interlaced_clip(path: Path, frames: int = 8) -> Path:
+    """Vertical bars whose two fields are 2 px apart (motion between the fields), coded interlaced."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25, options={"flags": "+ildct+ilme", "x264-params": "tff=1"})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(frames):
+            picture = np.zeros((48, 64, 3), np.uint8)
+            picture[0::2, 4 * i:4 * i + 8] = 255
+            picture[1::2, 4 * i + 2:4 * i + 10] = 255
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def comb(pictures: list[np.ndarray]) -> float:
+    """Mean step between neighbouring rows: a woven moving edge makes every other row differ."""
+    return float(np.mean([np.abs(np.diff(p.astype(np.float64), axis=0)).mean() for p in pictures]))
+
+
+def test_interlaced_frames_are_deinterlaced_one_for_one(media: Path, basic_mp4: Path, tmp_path: Path) -> None:
+    src = interlaced_clip(media / "interlaced.mkv")
+    lossless = EncodeConfig(codec="ffv1", crf=None, preset=None, pix_fmt="yuv444p")
+    result = run_file(src, tmp_path / "auto.mkv", identity, encode=lossless)
+    run_file(src, tmp_path / "off.mkv", identity, encode=lossless, config=PipelineConfig(deinterlace="off"))
+    assert result.frames_out == 8 and video_times(tmp_path / "auto.mkv") == video_times(src)
+    woven, auto = video_frames_rgb(tmp_path / "off.mkv"), video_frames_rgb(tmp_path / "auto.mkv")
+    assert comb(woven) > 10 and comb(auto) < comb(woven) / 4
+    # Progressive input never meets the filter: the same pixels either way.
+    run_file(basic_mp4, tmp_path / "p-auto.mkv", identity, encode=lossless)
+    run_file(basic_mp4, tmp_path / "p-off.mkv", identity, encode=lossless, config=PipelineConfig(deinterlace="off"))
+    pairs = zip(video_frames_rgb(tmp_path / "p-auto.mkv"), video_frames_rgb(tmp_path / "p-off.mkv"))
+    assert all(np.array_equal(a, b) for a, b in pairs)
+
+
 def test_avi_with_b_frames_keeps_its_frame_times(media: Path, tmp_path: Path) -> None:
     # AVI stores no presentation times: with B-frames the decoded frames' pts come out shuffled while their dts
     # increase. Each frame must keep its 1/25 s slot, in order, with no timestamp patched by the encoder.

@@ -28,7 +28,7 @@ import av.error
 import torch
 
 from ..frames import Frame
-from ..pipeline.config import EncodeConfig, PipelineConfig
+from ..pipeline.config import DeinterlaceMode, EncodeConfig, PipelineConfig
 from ..pipeline.convert import _frame_to_tensor
 from ..pipeline.decode import InputVideo, SourceStage
 from ..pipeline.encode import EncodeStage, OutputVideo
@@ -89,8 +89,9 @@ class ChunkFrames:
     """
 
     def __init__(self, path: str | os.PathLike[str], stream_index: int, chunk: Chunk,
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", *, deinterlace: DeinterlaceMode = "off") -> None:
         self.path = os.fspath(path)
+        self.deinterlace = deinterlace
         self.device = torch.device(device)
         self.stream_index = stream_index
         self.chunk = chunk
@@ -124,7 +125,7 @@ class ChunkFrames:
                     return True  # an unseekable input: the caller decodes from the start
             started = not seek
             fed = 0
-            clock = FrameClock(video)
+            clock = FrameClock(video, deinterlace=self.deinterlace)
             demux = container.demux(video)
             while fed < self.chunk.packets:
                 try:
@@ -166,10 +167,10 @@ class ChunkFrames:
             logger.warning("decode error in %s chunk %d: %s", self.path, self.chunk.index, error)
             decoded = []
         # Times as file mode chooses them (AVI's B-frames included), so the chunk keeps exactly its own frames.
-        for vf, pts in clock.push(decoded, flush=packet is None):
-            if not self._in_range(pts, self.lower):
+        for vf in clock.push(decoded, flush=packet is None):
+            if not self._in_range(vf.pts, self.lower):
                 continue
-            yield Frame(data=_frame_to_tensor(vf, self.device), pts=pts, time_base=vf.time_base or clock.time_base,
+            yield Frame(data=_frame_to_tensor(vf, self.device), pts=vf.pts, time_base=clock.time_base,
                         index=self.frames, duration=vf.duration or None)
             self.frames += 1
 
@@ -232,7 +233,8 @@ def run_chunk(task: ChunkTask, translate: TranslateFn, *, workdir: str | os.Path
         with InputVideo(task.input_path, copy_audio=False, copy_subtitles=False) as source:
             info = source.info
             output_hw = (config.size[1], config.size[0]) if config.size else (info.height, info.width)
-            reader = ChunkFrames(task.input_path, source.video.index, chunk, config.device)
+            reader = ChunkFrames(task.input_path, source.video.index, chunk, config.device,
+                                 deinterlace=config.deinterlace)
             output = _ChunkOutput(tmp, encode=encode, source=source, output_hw=output_hw, display_name=label,
                                   keep_from=chunk.start_pts)
             try:

@@ -64,6 +64,9 @@ def add_io_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pix-fmt", default="yuv420p", help="encoder pixel format (default yuv420p)")
     parser.add_argument("--allow-partial", action="store_true",
                         help="keep the output of a truncated input (frames lost are still reported)")
+    parser.add_argument("--deinterlace", choices=("auto", "off"), default="auto",
+                        help="frames flagged interlaced (DV, DVD, 1080i) are deinterlaced first (yadif, one frame per frame): auto "
+                             "(default) or off")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
 

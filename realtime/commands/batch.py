@@ -71,6 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="video encoder (default auto: libx264, or the container's own for .webm and .gif)")
     parser.add_argument("--pix-fmt", default="yuv420p", help="encoder pixel format (default yuv420p)")
     parser.add_argument("--allow-partial", action="store_true", help="stylize what decodes of truncated inputs")
+    parser.add_argument("--deinterlace", choices=("auto", "off"), default="auto",
+                        help="frames flagged interlaced (DV, DVD, 1080i) are deinterlaced first (yadif, one frame per frame): auto "
+                             "(default) or off")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -117,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     model = model_from_args(args)
     check_tile_overlap(args.tile_overlap, spec.tile, model.size_multiple)
     pipeline = PipelineConfig(batch_size=args.batch, size_multiple=model.size_multiple, max_side=args.max_side,
-                              size=size, allow_partial=args.allow_partial)
+                              size=size, allow_partial=args.allow_partial, deinterlace=args.deinterlace)
     encode = EncodeConfig(codec=args.codec, pix_fmt=args.pix_fmt, crf=args.crf, preset=args.preset)
     progress = BatchProgressBar(not args.quiet)
     started = time.perf_counter()

@@ -120,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
         backend = TemporalBlend(backend, strength=args.temporal_strength)
     # Frames decode onto the model's device: on CUDA their 8-bit planes go up and convert there (BENCHMARKS.md, GPU).
     config = PipelineConfig(batch_size=args.batch, size_multiple=model.size_multiple, max_side=args.max_side,
-                            size=size, allow_partial=args.allow_partial, device=str(backend.device))
+                            size=size, allow_partial=args.allow_partial, device=str(backend.device),
+                            deinterlace=args.deinterlace)
     encode = EncodeConfig(codec=args.codec, pix_fmt=args.pix_fmt, crf=args.crf, preset=args.preset)
     progress = ProgressBar(not args.quiet)
     try:

@@ -77,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     def translate(batch: torch.Tensor) -> torch.Tensor:
         return teacher_batch(batch, config)
 
-    pipeline = PipelineConfig(batch_size=1, size_multiple=1, size=size, allow_partial=args.allow_partial)
+    pipeline = PipelineConfig(batch_size=1, size_multiple=1, size=size, allow_partial=args.allow_partial,
+                              deinterlace=args.deinterlace)
     encode = EncodeConfig(codec=args.codec, pix_fmt=args.pix_fmt, crf=args.crf, preset=args.preset)
     progress = ProgressBar(not args.quiet)
     start = time.perf_counter()

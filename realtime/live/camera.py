@@ -411,12 +411,13 @@ class LatestFrameCamera:
 
 def _timed_frames(container: av.container.InputContainer,
                   stream: av.video.stream.VideoStream) -> Iterator[tuple[av.VideoFrame, float]]:
-    """Decoded frames and their times in seconds, as file mode times them (AVI's B-frames included)."""
+    """Decoded frames and their times in seconds, as file mode times them (AVI's B-frames included) and
+    deinterlaced as file mode does by default."""
     from ..pipeline.timestamps import FrameClock
 
-    clock = FrameClock(stream)
+    clock = FrameClock(stream, deinterlace="auto")
     for vf in container.decode(stream):
-        for item, pts in clock.push([vf]):
-            yield item, float(pts * clock.time_base)
-    for item, pts in clock.push([], flush=True):
-        yield item, float(pts * clock.time_base)
+        for item in clock.push([vf]):
+            yield item, float(item.pts * clock.time_base)
+    for item in clock.push([], flush=True):
+        yield item, float(item.pts * clock.time_base)

@@ -9,7 +9,7 @@ Typical use::
     print(result.frames_out, result.fps, result.model_fps)
 """
 
-from .config import EncodeConfig, OddSizePolicy, PipelineConfig, PipelineMode
+from .config import DeinterlaceMode, EncodeConfig, OddSizePolicy, PipelineConfig, PipelineMode
 from .decode import InputVideo, SourceInfo
 from .errors import (
     EncoderError,
@@ -34,6 +34,7 @@ __all__ = [
     "EncodeConfig",
     "PipelineMode",
     "OddSizePolicy",
+    "DeinterlaceMode",
     "PipelineResult",
     "TranslateFn",
     "PipelineError",

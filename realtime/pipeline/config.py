@@ -12,10 +12,11 @@ from typing import Literal, get_args
 
 import torch
 
-__all__ = ["PipelineConfig", "EncodeConfig", "PipelineMode", "OddSizePolicy"]
+__all__ = ["PipelineConfig", "EncodeConfig", "PipelineMode", "OddSizePolicy", "DeinterlaceMode"]
 
 PipelineMode = Literal["file", "live"]
 OddSizePolicy = Literal["full_chroma", "pad", "error"]
+DeinterlaceMode = Literal["auto", "off"]
 
 
 def _check_int(name: str, value: object, *, minimum: int, optional: bool = False) -> None:
@@ -63,12 +64,16 @@ class PipelineConfig:
     """Carry audio streams into the output (packet copy; transcoded only when the container needs it)."""
     copy_subtitles: bool = True
     """Carry subtitle streams into the output (packet copy; transcoded or dropped when the container needs it)."""
+    deinterlace: DeinterlaceMode = "auto"
+    """``"auto"``: frames the decoder flags interlaced (DV, DVD, 1080i) are deinterlaced first (FFmpeg's yadif, one
+    frame per frame, timestamps kept), so the model never draws the fields' comb as line art; ``"off"``: never."""
     stop_timeout: float = 10.0
     """Seconds to wait for each stage thread to exit after a stop; a stage stuck inside native code is then
     abandoned (daemon thread) with an error logged rather than hanging the caller."""
 
     def __post_init__(self) -> None:
         _check_literal("mode", self.mode, PipelineMode)
+        _check_literal("deinterlace", self.deinterlace, DeinterlaceMode)
         _check_int("batch_size", self.batch_size, minimum=1)
         _check_int("queue_size", self.queue_size, minimum=1)
         _check_int("size_multiple", self.size_multiple, minimum=1)

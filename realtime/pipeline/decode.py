@@ -32,6 +32,7 @@ from ..frames import Frame
 from .convert import _frame_to_tensor
 from .errors import InputError, NoVideoError
 from .stage import Channel, PipelineStopped, Stage
+from .config import DeinterlaceMode
 from .timestamps import FrameClock, Splices
 
 __all__ = ["InputVideo", "SourceInfo", "SourceStage", "open_video"]
@@ -93,6 +94,8 @@ class InputVideo:
         copy_subtitles: Emit the packets of every subtitle stream.
         format: FFmpeg demuxer to force (``image2`` for image sequences); ``None`` probes.
         options: Demuxer options (``{"framerate": "30000/1001", "pattern_type": "glob"}`` for ``image2``).
+        deinterlace: ``"auto"`` deinterlaces the frames the decoder flags interlaced (yadif, one frame per frame);
+            ``"off"`` keeps them woven.
         device: Where decoded frames' pixels should end up (the model's device): on a CUDA device the common
             pixel formats are uploaded as planes and converted there (``_frame_to_tensor``).
 
@@ -110,6 +113,7 @@ class InputVideo:
         format: str | None = None,
         options: dict[str, str] | None = None,
         device: str | torch.device = "cpu",
+        deinterlace: DeinterlaceMode = "off",
     ) -> None:
         self.path = os.fspath(path)
         self.device = torch.device(device)
@@ -143,7 +147,7 @@ class InputVideo:
             self.video_packets = 0
             self.decode_errors = 0
             self.demux_error: str | None = None
-            self._clock = FrameClock(self.video)
+            self._clock = FrameClock(self.video, deinterlace=deinterlace)
             rate = self.video.average_rate or self.video.guessed_rate or Fraction(25)
             self.splices = Splices(self.container, frame_duration=1 / Fraction(rate))
             self._first_frame: av.VideoFrame | None = None
@@ -250,17 +254,16 @@ class InputVideo:
             log = logger.warning if self.decode_errors <= 3 else logger.debug
             log("decode error in %s (%s): %s", self.path, where, _reason(error))
             frames = []
-        for vf, pts in self._clock.push(frames, flush=packet is None):
-            yield self._to_frame(vf, pts)
+        for vf in self._clock.push(frames, flush=packet is None):
+            yield self._to_frame(vf)
 
-    def _to_frame(self, vf: av.VideoFrame, pts: int) -> Frame:
+    def _to_frame(self, vf: av.VideoFrame) -> Frame:
         if self.frames_decoded == 0:
             self._first_frame = vf
-        time_base = vf.time_base or self._clock.time_base
         frame = Frame(
             data=_frame_to_tensor(vf, self.device),
-            pts=pts,
-            time_base=time_base,
+            pts=vf.pts,
+            time_base=self._clock.time_base,
             index=self.frames_decoded,
             duration=vf.duration or None,
         )

@@ -81,7 +81,8 @@ def run_file(
     in_path, out_path = _check_paths(Path(input_path), Path(output_path), overwrite=encode.overwrite,
                                      pattern=input_format is not None)
     with InputVideo(in_path, copy_audio=config.copy_audio, copy_subtitles=config.copy_subtitles,
-                    format=input_format, options=input_options, device=config.device) as source:
+                    format=input_format, options=input_options, device=config.device,
+                    deinterlace=config.deinterlace) as source:
         info = source.info
         if info.frames_unreadable and not config.allow_partial:
             assert info.frames_declared is not None  # an index check needs a declared count

@@ -15,6 +15,9 @@ from fractions import Fraction
 
 import av
 
+from .config import DeinterlaceMode
+from .deinterlace import Deinterlacer
+
 __all__ = ["FrameClock", "Splices"]
 
 logger = logging.getLogger(__name__)
@@ -73,27 +76,34 @@ class _FrameTimes:
 
 
 class FrameClock:
-    """Decoded frames of one stream, each with its presentation time (:class:`_FrameTimes`), :data:`_LOOKAHEAD`
-    frames behind the decoder.
+    """Decoded frames of one stream as the pipeline takes them: ``pts`` set to the presentation time
+    (:class:`_FrameTimes`, :data:`_LOOKAHEAD` frames behind the decoder), ``time_base`` set to the stream's, and
+    progressive (:class:`~realtime.pipeline.deinterlace.Deinterlacer`).
 
     Args:
         video: The stream being decoded (its time base and nominal rate give the step for frames without a time).
+        deinterlace: ``"auto"``: frames flagged interlaced are deinterlaced; ``"off"``: frames are left woven.
     """
 
-    def __init__(self, video: av.video.stream.VideoStream) -> None:
+    def __init__(self, video: av.video.stream.VideoStream, *, deinterlace: DeinterlaceMode = "off") -> None:
         self.time_base = video.time_base or Fraction(1, 90000)
         rate = video.average_rate or video.guessed_rate or Fraction(25)
         self._times = _FrameTimes(max(round(1 / (rate * self.time_base)), 1))
         self._held: deque[av.VideoFrame] = deque()
+        self.deinterlacer = Deinterlacer(deinterlace, time_base=self.time_base)
 
-    def push(self, frames: Iterable[av.VideoFrame], *, flush: bool = False) -> Iterator[tuple[av.VideoFrame, int]]:
-        """Take the decoder's output for one packet; yield the frames now due, with their pts (all at ``flush``)."""
+    def push(self, frames: Iterable[av.VideoFrame], *, flush: bool = False) -> Iterator[av.VideoFrame]:
+        """Take the decoder's output for one packet; yield the frames now due (all of them at ``flush``)."""
         for vf in frames:
             self._times.see(vf.pts, vf.dts)
             self._held.append(vf)
         while self._held and (flush or len(self._held) > _LOOKAHEAD):
             vf = self._held.popleft()
-            yield vf, self._times.choose(vf.pts, vf.dts)
+            vf.pts = self._times.choose(vf.pts, vf.dts)
+            vf.time_base = self.time_base
+            yield from self.deinterlacer.push(vf)
+        if flush:
+            yield from self.deinterlacer.flush()
 
 
 # FFmpeg's command-line tool uses the same limits for formats whose timestamps may jump (AVFMT_TS_DISCONT): a
