@@ -209,6 +209,15 @@ def test_frame_times_trust_pts_unless_dts_has_fewer_faults() -> None:
     avi = [(1, 2), (4, 3), (3, 4), (5, 5), (2, 6), (8, 7), (9, None), (7, None)]
     assert frame_times(avi) == [1, 2, 3, 4, 5, 7, 8, 9]
     assert frame_times([(None, None)] * 3, step=3) == [0, 3, 6]  # raw streams: nominal frame durations
+    # Trust that moves back to pts (dts faults catch up) may find its pts already given out: no error (the
+    # encoder moves a repeated time up one tick, as for any source).
+    times = _FrameTimes(1)
+    for pts, dts in [(1, 1), (3, 2), (2, 3)]:
+        times.see(pts, dts)
+    assert [times.choose(1, 1), times.choose(3, 2)] == [1, 2]
+    times.see(4, 0)
+    times.see(5, 0)  # two dts faults: pts trusted again
+    assert [times.choose(2, 3), times.choose(4, 0), times.choose(5, 0)] == [2, 4, 5]
 
 
 def test_dts_guard() -> None:

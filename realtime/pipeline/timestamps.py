@@ -63,8 +63,9 @@ class _FrameTimes:
         """The time of the next frame out (each frame is seen first, in the same order)."""
         if self.faulty_pts <= self.faulty_dts:
             value = pts if pts is not None else dts
-            if pts is not None:
-                self._pending.remove(pts)
+            at = bisect.bisect_left(self._pending, pts) if pts is not None else len(self._pending)
+            if at < len(self._pending) and self._pending[at] == pts:  # gone already if given out while untrusted
+                del self._pending[at]
         else:
             value = self._pending.pop(0) if self._pending else dts
             if value is not None and self.last is not None and value <= self.last:
