@@ -35,7 +35,6 @@ class Deinterlacer:
     def __init__(self, mode: DeinterlaceMode, *, time_base: Fraction) -> None:
         self.mode = mode
         self.time_base = time_base
-        self.frames_deinterlaced = 0
         self._graph: av.filter.Graph | None = None
         self._shape: tuple[int, int, str] | None = None
 
@@ -48,9 +47,14 @@ class Deinterlacer:
         if self._graph is not None and shape != self._shape:
             yield from self.flush()  # a new size mid-stream: finish the old graph, start one for the new size
         if self._graph is None:
-            self._graph, self._shape = self._build(*shape), shape
+            try:
+                self._graph, self._shape = self._build(*shape), shape
+            except (ValueError, av.error.FFmpegError) as error:
+                logger.warning("cannot deinterlace %s frames (%s); they stay woven", shape[2], error)
+                self.mode = "off"
+                yield frame
+                return
             logger.info("frames are interlaced: deinterlacing with yadif (--deinterlace off to keep them woven)")
-        self.frames_deinterlaced += bool(frame.interlaced_frame)
         frame.time_base = self.time_base
         self._graph.push(frame)
         yield from self._pull()
