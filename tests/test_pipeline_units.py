@@ -9,6 +9,8 @@ from fractions import Fraction
 import pytest
 import torch
 
+import realtime
+
 from conftest import needs_cuda
 from realtime.frames import Frame, FrameBatch
 from realtime.pipeline import Channel, EncodeConfig, EncoderError, Geometry, PipelineConfig, PipelineStopped
@@ -182,6 +184,16 @@ def test_geometry_max_side_and_tiny_frames() -> None:
     assert g.from_model(g.to_model(torch.zeros(1, 3, 1080, 1920))).shape == (1, 3, 1080, 1920)
     tiny = Geometry.plan((2, 3), output_hw=(2, 3), max_side=None, size_multiple=8)
     assert tiny.to_model(torch.zeros(1, 3, 2, 3)).shape == (1, 3, 8, 8)  # falls back to replicate
+
+
+@pytest.mark.parametrize("name", realtime.list_generators())
+def test_every_generator_takes_the_smallest_padded_picture(name: str) -> None:
+    # A 2x3 picture (a thumbnail, a tiny test video) used to reach the blocks as 1x1 and fail in their reflect pad.
+    model = realtime.create_generator(name, **({} if name == "animeganv2" else {"ngf": 4})).eval()
+    g = Geometry.plan((2, 3), output_hw=(2, 3), max_side=None, size_multiple=model.size_multiple)
+    with torch.no_grad():
+        y = g.from_model(model(g.to_model(torch.rand(1, 3, 2, 3) * 2 - 1)))
+    assert y.shape == (1, 3, 2, 3) and torch.isfinite(y).all()
 
 
 def test_rescale_rounds_like_ffmpeg() -> None:

@@ -30,6 +30,12 @@ logger = logging.getLogger(__name__)
 TranslateFn = Callable[[torch.Tensor], torch.Tensor]
 
 
+# The smallest side every generator here takes: two stride-2 stages bring 8 px down to 2, the least a reflect pad
+# of 1 accepts in the blocks after them. Smaller pictures (a 2x2 video, a thumbnail) are padded up to it and
+# cropped back; tests/test_pipeline_units.py runs every registered generator at this size.
+MIN_MODEL_SIDE = 8
+
+
 def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
@@ -51,7 +57,8 @@ class Geometry:
         if max_side is not None and max(output_hw) > max_side:
             scale = max_side / max(output_hw)
             model = (max(round(output_hw[0] * scale), 1), max(round(output_hw[1] * scale), 1))
-        padded = (_round_up(model[0], size_multiple), _round_up(model[1], size_multiple))
+        padded = (_round_up(max(model[0], MIN_MODEL_SIDE), size_multiple),
+                  _round_up(max(model[1], MIN_MODEL_SIDE), size_multiple))
         return cls(source=source_hw, output=output_hw, model=model, padded=padded)
 
     def to_model(self, x: torch.Tensor) -> torch.Tensor:
