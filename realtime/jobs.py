@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".ts", ".mts", ".flv", ".wmv", ".mpg", ".mpeg",
                   ".y4m", ".nut", ".gif")
 _PRINTF = re.compile(r"%0?\d*d")
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 InputKind = Literal["video", "image", "images"]
 OutputKind = Literal["video", "image", "folder"]
@@ -38,7 +39,8 @@ OutputKind = Literal["video", "image", "folder"]
 @dataclass(frozen=True)
 class InputSpec:
     kind: InputKind
-    path: Path
+    path: Path | str
+    """A file or folder; a ``str`` only for a URL (``https://``, ``rtsp://``, ...), which ``Path`` would mangle."""
     files: tuple[Path, ...] = ()
     """Image files in order (``images`` only)."""
     pattern_start: int | None = None
@@ -97,7 +99,9 @@ def _is_still_gif(path: Path) -> bool:
 
 
 def classify_input(text: str) -> InputSpec:
-    """Decide what INPUT is: a video, an image, or an image sequence (folder or printf pattern)."""
+    """Decide what INPUT is: a video, an image, or an image sequence (folder or printf pattern); a URL is a video."""
+    if _URL.match(text):
+        return InputSpec("video", text)
     path = Path(text).expanduser()
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in INPUT_IMAGE_SUFFIXES)
@@ -195,7 +199,8 @@ def run_job(source: InputSpec, target: OutputSpec, translate: Callable[[torch.Te
             config: PipelineConfig, encode: EncodeConfig, fps: Fraction | None = None,
             progress: Callable[[int, int | None], None] | None = None) -> JobResult:
     """Dispatch one INPUT → OUTPUT job."""
-    if source.kind == "video" and target.kind in ("image", "folder") and _is_still_gif(source.path):
+    if source.kind == "video" and target.kind in ("image", "folder") and isinstance(source.path, Path) \
+            and _is_still_gif(source.path):
         source = InputSpec("image", source.path)  # a one-frame GIF is a picture, as every viewer shows it
     if source.kind == "video":
         if target.kind != "video":

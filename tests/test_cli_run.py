@@ -301,3 +301,46 @@ def test_cuda_run_writes_what_the_cpu_run_writes(clip, tmp_path, monkeypatch, cu
     # Frame by frame, so one wrong frame (read before its conversion finished, or mixed up) cannot hide in a mean.
     psnr = 10 * np.log10(255.0**2 / np.maximum(((cpu - gpu) ** 2).mean(axis=(1, 2, 3)), 1e-12))
     assert psnr.min() > 35, psnr  # TF32 convolutions and 1-LSB conversion differences, then x264 on both
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """A local HTTP server for ``tmp_path`` (FFmpeg's http protocol, no network beyond this machine)."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_url_input_is_read_as_given(clip, tmp_path, http_server, capsys):
+    (tmp_path / "clip.mp4").write_bytes(clip.read_bytes())
+    out = tmp_path / "out.mp4"
+    # Path() would fold the URL's "//" and the input was reported missing.
+    assert main([f"{http_server}/clip.mp4", str(out), *MODEL]) == 0
+    assert video_times(out) == video_times(clip) and packet_payloads(out) == packet_payloads(clip)
+    assert main([f"{http_server}/missing.mp4", str(tmp_path / "none.mp4"), *MODEL]) == 2
+    one_line_error(capsys, r"404 Not Found\): http://127\.0\.0\.1:\d+/missing\.mp4$")
+    assert not (tmp_path / "none.mp4").exists()
+
+
+def test_a_url_that_never_answers_times_out(tmp_path, capsys, monkeypatch):
+    import socket
+
+    import realtime.pipeline.decode
+
+    monkeypatch.setattr(realtime.pipeline.decode, "URL_TIMEOUTS", (1.0, 1.0))
+    with socket.socket() as silent:  # accepts the connection, never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/clip.mp4"
+        assert main([url, str(tmp_path / "out.mp4"), *MODEL]) == 2
+    one_line_error(capsys, r"no answer within 1 s")
+    assert not (tmp_path / "out.mp4").exists()

@@ -59,6 +59,8 @@ def open_video(path: str | os.PathLike, role: str) -> av.container.InputContaine
     return container
 
 
+# Open and read timeouts (seconds) for URLs: a server that never answers fails the run instead of hanging it.
+URL_TIMEOUTS = (15.0, 10.0)
 _ATTACHED_PIC = 1024  # AV_DISPOSITION_ATTACHED_PIC: cover art is a one-frame "video" stream, never the video
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SourceInfo:
@@ -120,12 +122,15 @@ class InputVideo:
         if format is None and "://" not in self.path and not os.path.exists(self.path):
             raise InputError("input file not found", path=self.path)
         try:
-            self.container: av.container.InputContainer = av.open(self.path, "r", format=format, options=options)
+            timeout = URL_TIMEOUTS if "://" in self.path else None
+            self.container: av.container.InputContainer = av.open(self.path, "r", format=format, options=options,
+                                                                  timeout=timeout)
         except av.error.FFmpegError as error:
-            raise InputError(
-                f"cannot open input as a media file ({_reason(error)}; an mp4/mov cut before its index cannot be read)",
-                path=self.path,
-            ) from error
+            hint = "" if timeout else "; an mp4/mov cut before its index cannot be read"
+            # FFmpeg reports its own timeout as "Immediate exit requested".
+            reason = f"no answer within {timeout[0]:g} s" if timeout and isinstance(error, av.error.ExitError) \
+                else _reason(error)
+            raise InputError(f"cannot open input as a media file ({reason}{hint})", path=self.path) from error
         try:
             videos = [s for s in self.container.streams.video if not int(s.disposition) & _ATTACHED_PIC]
             if not videos:

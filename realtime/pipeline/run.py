@@ -50,7 +50,7 @@ def run_file(
     """Stylize a video file: decode → ``translate`` → encode, keeping timestamps, audio and subtitles.
 
     Args:
-        input_path: Video to read (never modified).
+        input_path: Video to read (never modified): a file, or a URL FFmpeg opens (``https://``, ``rtsp://``).
         output_path: File to write; its extension picks the container unless ``encode.container_format`` is set.
         translate: ``(N, 3, H, W)`` float32 RGB in ``[-1, 1]`` → same shape; called under ``torch.inference_mode``
             on the translate thread.
@@ -78,9 +78,11 @@ def run_file(
     config = config if config is not None else PipelineConfig()
     encode = encode if encode is not None else EncodeConfig()
     started = time.perf_counter()
+    # A URL names no file here (Path would also fold its "//"): FFmpeg opens it as given.
+    url = "://" in os.fspath(input_path)
     in_path, out_path = _check_paths(Path(input_path), Path(output_path), overwrite=encode.overwrite,
-                                     pattern=input_format is not None)
-    with InputVideo(in_path, copy_audio=config.copy_audio, copy_subtitles=config.copy_subtitles,
+                                     pattern=input_format is not None or url)
+    with InputVideo(os.fspath(input_path) if url else in_path, copy_audio=config.copy_audio, copy_subtitles=config.copy_subtitles,
                     format=input_format, options=input_options, device=config.device,
                     deinterlace=config.deinterlace) as source:
         info = source.info
