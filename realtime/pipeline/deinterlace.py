@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from fractions import Fraction
+
 import av
 import av.error
 import av.filter
