@@ -175,7 +175,7 @@ def test_joined_mpeg_ts_segments_play_one_after_the_other(media: Path, tmp_path:
     result = run_file(src, out, negate)
     times = video_times(out)
     # Before: the second clip's 25 frames were squeezed into 25 ticks of 1/90000 s, its audio dropped.
-    assert result.frames_out == len(times) == 50 and result.pts_adjusted == 0
+    assert result.frames_out == len(times) == 50 and result.pts_adjusted == 0 and result.splices_joined == 1
     assert set(np.diff(times)) == {Fraction(1, 25)} and times[-1] - times[0] == Fraction(49, 25)
     assert packet_payloads(out) == packet_payloads(src)  # every audio packet, in order
     with av.open(str(out)) as container:
@@ -222,12 +222,13 @@ def test_interlaced_frames_are_deinterlaced_one_for_one(media: Path, basic_mp4: 
     src = interlaced_clip(media / "interlaced.mkv")
     lossless = EncodeConfig(codec="ffv1", crf=None, preset=None, pix_fmt="yuv444p")
     result = run_file(src, tmp_path / "auto.mkv", identity, encode=lossless)
-    run_file(src, tmp_path / "off.mkv", identity, encode=lossless, config=PipelineConfig(deinterlace="off"))
+    off = run_file(src, tmp_path / "off.mkv", identity, encode=lossless, config=PipelineConfig(deinterlace="off"))
     assert result.frames_out == 8 and video_times(tmp_path / "auto.mkv") == video_times(src)
+    assert result.deinterlaced and not off.deinterlaced
     woven, auto = video_frames_rgb(tmp_path / "off.mkv"), video_frames_rgb(tmp_path / "auto.mkv")
     assert comb(woven) > 10 and comb(auto) < comb(woven) / 4
     # Progressive input never meets the filter: the same pixels either way.
-    run_file(basic_mp4, tmp_path / "p-auto.mkv", identity, encode=lossless)
+    assert not run_file(basic_mp4, tmp_path / "p-auto.mkv", identity, encode=lossless).deinterlaced
     run_file(basic_mp4, tmp_path / "p-off.mkv", identity, encode=lossless, config=PipelineConfig(deinterlace="off"))
     pairs = zip(video_frames_rgb(tmp_path / "p-auto.mkv"), video_frames_rgb(tmp_path / "p-off.mkv"))
     assert all(np.array_equal(a, b) for a, b in pairs)

@@ -172,6 +172,11 @@ class InputVideo:
     def close(self) -> None:
         self.container.close()
 
+    @property
+    def deinterlaced(self) -> bool:
+        """Frames flagged interlaced have gone through the deinterlacer."""
+        return self._clock.deinterlacer.used
+
     def items(self) -> Iterator[Frame | av.Packet]:
         """Frames of the video stream and packets of the copied streams, in demux order (call once)."""
         while self._pending:

@@ -38,6 +38,8 @@ class Deinterlacer:
         self.time_base = time_base
         self._graph: av.filter.Graph | None = None
         self._shape: tuple[int, int, str] | None = None
+        self.used = False
+        """A filter was built: frames flagged interlaced came by."""
 
     def push(self, frame: av.VideoFrame) -> Iterator[av.VideoFrame]:
         """Take one decoded frame (its pts already chosen); yield the frames now ready."""
@@ -55,6 +57,7 @@ class Deinterlacer:
                 self.mode = "off"
                 yield frame
                 return
+            self.used = True
             logger.info("frames are interlaced: deinterlacing with yadif (--deinterlace off to keep them woven)")
         frame.time_base = self.time_base
         self._graph.push(frame)

@@ -37,6 +37,10 @@ class PipelineResult:
     """Copied packets dropped by the DTS guard (non-increasing timestamps in the source)."""
     pts_adjusted: int = 0
     """Video frames whose non-increasing pts was bumped by one tick so the encoder accepts them."""
+    splices_joined: int = 0
+    """Jumps in an MPEG-TS/PS clock (joined segments) across which the timeline was made continuous."""
+    deinterlaced: bool = False
+    """Frames flagged interlaced were found and deinterlaced (``PipelineConfig.deinterlace="auto"``)."""
     streams_transcoded: tuple[str, ...] = ()
     streams_dropped: tuple[str, ...] = ()
     wall_seconds: float = 0.0

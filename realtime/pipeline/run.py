@@ -154,6 +154,8 @@ def run_file(
         packets_transcoded=copier.packets_transcoded,
         packets_dropped_dts=copier.dts_dropped,
         pts_adjusted=output.pts_adjusted,
+        splices_joined=source.splices.count,
+        deinterlaced=source.deinterlaced,
         streams_transcoded=tuple(copier.transcoded),
         streams_dropped=tuple(copier.dropped_streams),
         wall_seconds=time.perf_counter() - started,
