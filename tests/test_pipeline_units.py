@@ -302,3 +302,21 @@ def test_cuda_tensors_encode_without_cupy(monkeypatch) -> None:
     t = torch.rand(3, 16, 32) * 2 - 1
     on_gpu = _tensor_to_frame(t.cuda(), format="yuv420p").to_ndarray()
     assert np.array_equal(on_gpu, _tensor_to_frame(t, format="yuv420p").to_ndarray())
+
+
+def test_frame_clock_holds_frames_back_only_when_asked(tmp_path) -> None:
+    import av
+
+    from media import ClipSpec, make_clip
+    from realtime.pipeline.timestamps import LOOKAHEAD, FrameClock
+
+    clip = make_clip(tmp_path / "c.mkv", ClipSpec(frames=8, audio_codec=None))
+    with av.open(str(clip)) as container:
+        stream = container.streams.video[0]
+        frames = list(container.decode(stream))
+        file_clock, live_clock = FrameClock(stream), FrameClock(stream, lookahead=0)
+        held = [len(list(file_clock.push([f]))) for f in frames]
+        assert held == [0] * LOOKAHEAD + [1] * (8 - LOOKAHEAD)  # a file: judged over the next frames
+        assert len(list(file_clock.push([], flush=True))) == LOOKAHEAD
+        # A live stream (webcam --device URL): every frame out at once, no added latency.
+        assert [len(list(live_clock.push([f]))) for f in frames] == [1] * 8

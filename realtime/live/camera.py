@@ -230,7 +230,7 @@ class MediaGrabber:
                             f"({stream.codec_context.width}x{stream.codec_context.height}"
                             f"{', looped' if self._loop else ''})")
         self._container = container
-        self._frames = _timed_frames(container, stream)
+        self._frames = _timed_frames(container, stream, live=self._kind == "url")
         self._t0: float | None = None
 
     def read(self) -> np.ndarray | None:
@@ -409,13 +409,13 @@ class LatestFrameCamera:
         self.close()
 
 
-def _timed_frames(container: av.container.InputContainer,
-                  stream: av.video.stream.VideoStream) -> Iterator[tuple[av.VideoFrame, float]]:
+def _timed_frames(container: av.container.InputContainer, stream: av.video.stream.VideoStream, *,
+                  live: bool) -> Iterator[tuple[av.VideoFrame, float]]:
     """Decoded frames and their times in seconds, as file mode times them (AVI's B-frames included) and
     deinterlaced as file mode does by default."""
-    from ..pipeline.timestamps import FrameClock
+    from ..pipeline.timestamps import LOOKAHEAD, FrameClock
 
-    clock = FrameClock(stream, deinterlace="auto")
+    clock = FrameClock(stream, deinterlace="auto", lookahead=0 if live else LOOKAHEAD)
     for vf in container.decode(stream):
         for item in clock.push([vf]):
             yield item, float(item.pts * clock.time_base)

@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 # Decoded frames held back before their timestamp is chosen, so the first frames are judged by the stream's
 # pattern too (x264's B-pyramid shows its first out-of-order pts by the third output frame).
-_LOOKAHEAD = 4
+LOOKAHEAD = 4
 
 
 class _FrameTimes:
@@ -35,7 +35,7 @@ class _FrameTimes:
     their dts increase. As FFmpeg does for its "best effort timestamp" (libavcodec's ``guess_correct_pts``, which
     PyAV does not expose), decreases are counted in each, and pts are trusted while they have no more faults than
     dts. Untrusted pts are still the right set of times, only attached to the wrong frames: each frame then gets
-    the earliest pts not yet given out (the decoder holds back :data:`_LOOKAHEAD` frames, more than B-frames
+    the earliest pts not yet given out (the decoder holds back :data:`LOOKAHEAD` frames, more than B-frames
     reorder), which keeps the times exact where switching to dts would shift them by the decoder's delay. Faults are
     counted as frames arrive, ahead of the choice, so the first frames are judged by the stream's pattern too. A
     frame with no usable time continues from the previous one by the nominal frame duration.
@@ -78,16 +78,20 @@ class _FrameTimes:
 
 class FrameClock:
     """Decoded frames of one stream as the pipeline takes them: ``pts`` set to the presentation time
-    (:class:`_FrameTimes`, :data:`_LOOKAHEAD` frames behind the decoder), ``time_base`` set to the stream's, and
+    (:class:`_FrameTimes`, :data:`LOOKAHEAD` frames behind the decoder), ``time_base`` set to the stream's, and
     progressive (:class:`~realtime.pipeline.deinterlace.Deinterlacer`).
 
     Args:
         video: The stream being decoded (its time base and nominal rate give the step for frames without a time).
         deinterlace: ``"auto"``: frames flagged interlaced are deinterlaced; ``"off"``: frames are left woven.
+        lookahead: Frames held back to judge the stream's times; 0 for a live stream, where each frame held is
+            latency (its times come from the stream itself, not a made-up AVI index).
     """
 
-    def __init__(self, video: av.video.stream.VideoStream, *, deinterlace: DeinterlaceMode = "off") -> None:
+    def __init__(self, video: av.video.stream.VideoStream, *, deinterlace: DeinterlaceMode = "off",
+                 lookahead: int = LOOKAHEAD) -> None:
         self.time_base = video.time_base or Fraction(1, 90000)
+        self.lookahead = lookahead
         rate = video.average_rate or video.guessed_rate or Fraction(25)
         self._times = _FrameTimes(max(round(1 / (rate * self.time_base)), 1))
         self._held: deque[av.VideoFrame] = deque()
@@ -98,7 +102,7 @@ class FrameClock:
         for vf in frames:
             self._times.see(vf.pts, vf.dts)
             self._held.append(vf)
-        while self._held and (flush or len(self._held) > _LOOKAHEAD):
+        while self._held and (flush or len(self._held) > self.lookahead):
             vf = self._held.popleft()
             vf.pts = self._times.choose(vf.pts, vf.dts)
             vf.time_base = self.time_base
