@@ -216,8 +216,7 @@ def _scan(path: Path, stream_index: int) -> tuple[list[int | None], list[bool], 
         raise InputError(f"cannot open input as a media file ({exc})", path=path) from exc
     with container:
         stream = container.streams[stream_index]
-        rate = stream.average_rate or stream.guessed_rate or Fraction(25)
-        splices = Splices(container, frame_duration=1 / Fraction(rate))
+        splices = Splices(container, stream)
         demux = container.demux(stream)
         while True:
             try:

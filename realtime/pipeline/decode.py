@@ -29,10 +29,10 @@ import torch
 from av.sidedata.sidedata import Type as SideDataType
 
 from ..frames import Frame
+from .config import DeinterlaceMode
 from .convert import _frame_to_tensor
 from .errors import InputError, NoVideoError
 from .stage import Channel, PipelineStopped, Stage
-from .config import DeinterlaceMode
 from .timestamps import FrameClock, Splices
 
 __all__ = ["InputVideo", "SourceInfo", "SourceStage", "open_video"]
@@ -62,6 +62,8 @@ def open_video(path: str | os.PathLike, role: str) -> av.container.InputContaine
 # Open and read timeouts (seconds) for URLs: a server that never answers fails the run instead of hanging it.
 URL_TIMEOUTS = (15.0, 10.0)
 _ATTACHED_PIC = 1024  # AV_DISPOSITION_ATTACHED_PIC: cover art is a one-frame "video" stream, never the video
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SourceInfo:
     """Facts about the input's video stream, read from its container and its first decoded frame."""
@@ -153,8 +155,7 @@ class InputVideo:
             self.decode_errors = 0
             self.demux_error: str | None = None
             self._clock = FrameClock(self.video, deinterlace=deinterlace)
-            rate = self.video.average_rate or self.video.guessed_rate or Fraction(25)
-            self.splices = Splices(self.container, frame_duration=1 / Fraction(rate))
+            self.splices = Splices(self.container, self.video)
             self._first_frame: av.VideoFrame | None = None
             self._pending: deque[Frame | av.Packet] = deque()
             self._items = self._generate()

@@ -27,6 +27,12 @@ logger = logging.getLogger(__name__)
 LOOKAHEAD = 4
 
 
+def frame_duration(video: av.video.stream.VideoStream) -> Fraction:
+    """Seconds of one frame at the stream's nominal rate (25 fps when it declares none): the step for frames and
+    packets that carry no time of their own."""
+    return 1 / Fraction(video.average_rate or video.guessed_rate or 25)
+
+
 class _FrameTimes:
     """The presentation time of each decoded frame, also where the container's own times are wrong.
 
@@ -92,8 +98,7 @@ class FrameClock:
                  lookahead: int = LOOKAHEAD) -> None:
         self.time_base = video.time_base or Fraction(1, 90000)
         self.lookahead = lookahead
-        rate = video.average_rate or video.guessed_rate or Fraction(25)
-        self._times = _FrameTimes(max(round(1 / (rate * self.time_base)), 1))
+        self._times = _FrameTimes(max(round(frame_duration(video) / self.time_base), 1))
         self._held: deque[av.VideoFrame] = deque()
         self.deinterlacer = Deinterlacer(deinterlace, time_base=self.time_base)
 
@@ -130,14 +135,14 @@ class Splices:
 
     Args:
         container: The input; nothing is changed unless its format declares discontinuous timestamps.
-        frame_duration: Seconds a video packet lasts when it does not say (the nominal frame duration).
+        video: Its video stream, whose nominal frame duration is how long a video packet lasts when it does not say.
     """
 
-    def __init__(self, container: av.container.InputContainer, *, frame_duration: Fraction) -> None:
+    def __init__(self, container: av.container.InputContainer, video: av.video.stream.VideoStream) -> None:
         self.enabled = bool(container.format.flags & av.format.Flags.ts_discont.value)
         self.offset = Fraction(0)
         self.count = 0
-        self._frame_duration = frame_duration
+        self._frame_duration = frame_duration(video)
         self._due: dict[int, Fraction] = {}
         self._latest: dict[int, Fraction] = {}
 
