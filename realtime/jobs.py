@@ -30,7 +30,6 @@ logger = logging.getLogger(__name__)
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".ts", ".mts", ".flv", ".wmv", ".mpg", ".mpeg",
                   ".y4m", ".nut", ".gif")
 _PRINTF = re.compile(r"%0?\d*d")
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 InputKind = Literal["video", "image", "images"]
 OutputKind = Literal["video", "image", "folder"]
@@ -100,7 +99,7 @@ def _is_still_gif(path: Path) -> bool:
 
 def classify_input(text: str) -> InputSpec:
     """Decide what INPUT is: a video, an image, or an image sequence (folder or printf pattern); a URL is a video."""
-    if _URL.match(text):
+    if "://" in text:  # as the webcam's --device and the decoder tell a URL
         return InputSpec("video", text)
     path = Path(text).expanduser()
     if path.is_dir():
