@@ -157,6 +157,51 @@ def test_avi_with_b_frames_is_cut_and_joined_frame_exact(model, tmp_path):
     assert set(np.diff(video_times(tmp_path / "out.mkv"))) == {Fraction(1, 25)}
 
 
+@pytest.mark.parametrize("ext", ["avi", "mpg"])
+def test_avi_and_mpeg_ps_outputs_get_h264_as_they_store_it(model, tmp_path, ext):
+    # Matroska chunks hold length-prefixed H.264; AVI refuses it and MPEG-PS wrote it into a file no reader found
+    # video in. AVI also gets frame ticks and no B-frames (it stores no presentation times), as in file mode.
+    from realtime.batch.runner import _encode_for
+
+    # With audio beside it, FFmpeg's AVI demuxer reads frame 1 one slot late (ffmpeg's own AVIs too): no audio here.
+    src = make_clip(tmp_path / "cfr.mp4", ClipSpec(frames=36, video_options={"g": "6"},
+                                                   audio_codec="aac" if ext == "mpg" else None))
+    out = tmp_path / f"out.{ext}"
+    backend = make_backend(model, BackendConfig(device="cpu"))
+    pipeline = PipelineConfig(size_multiple=model.size_multiple)
+    encode = _encode_for(EncodeConfig(crf=30), out)
+    plan = plan_input(src, out, chunk_seconds=0.3)
+    assert len(plan.chunks) >= 3
+    join_chunks(plan, run_all_chunks(plan, lambda: backend, pipeline, encode, tmp_path), pipeline=pipeline,
+                encode=encode)
+    assert len(video_frames_rgb(out)) == 36
+    if ext == "avi":
+        import av
+
+        with av.open(str(out)) as c:
+            video = c.streams.video[0]
+            assert video.time_base == Fraction(1, 25)  # not 1/12800: a 12800 fps stream of gaps
+            # AVI stores a slot per frame and no pts (the H.264 parser's pts estimate reads one tick late even
+            # for ffmpeg's own AVIs): every frame in its own slot, none empty, is what the file can say.
+            assert [p.dts for p in c.demux(video) if p.size] == list(range(36))
+
+
+def test_a_join_that_does_not_read_back_never_takes_the_output_name(model, tmp_path, monkeypatch):
+    from realtime.batch import join
+    from realtime.pipeline.errors import EncoderError
+
+    monkeypatch.setattr(join, "_annexb_filter", lambda *args: None)  # the old join: length-prefixed into MPEG-PS
+    src = make_clip(tmp_path / "cfr.mp4", ClipSpec(frames=12, audio_codec=None))
+    backend = make_backend(model, BackendConfig(device="cpu"))
+    pipeline = PipelineConfig(size_multiple=model.size_multiple)
+    encode = EncodeConfig(crf=30)
+    plan = plan_input(src, tmp_path / "out.mpg", chunk_seconds=0.3)
+    with pytest.raises(EncoderError, match="reads back as .* packets, not the 12 h264 frames"):
+        join_chunks(plan, run_all_chunks(plan, lambda: backend, pipeline, encode, tmp_path), pipeline=pipeline,
+                    encode=encode)
+    assert not (tmp_path / "out.mpg").exists() and not list(tmp_path.glob(".*partial*"))
+
+
 def test_joined_mpeg_ts_segments_are_refused_with_the_command_that_works(tmp_path):
     part = make_clip(tmp_path / "part.ts", ClipSpec(frames=25, audio_codec=None))
     joined = tmp_path / "joined.ts"

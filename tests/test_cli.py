@@ -27,13 +27,15 @@ def test_export_prints_parity(tmp_path):
     (["export", "--model", "nijigan", "--random-weights", "--format", "onnx", "-H", "32", "-W", "32", "-o", "x.onnx"],
      "cannot unroll with solver 'dopri5"),
     (["export", "--model", "nijigan", "--random-weights", "--solver", "rk9", "--format", "onnx", "-H", "32", "-W",
-      "32", "-o", "x.onnx"], "unknown method 'rk9'"),
+      "32", "-o", "x.onnx"], "--solver 'rk9': unknown method 'rk9'"),
     (["export", "--model", "missing.pth", "--format", "onnx", "-H", "32", "-W", "32", "-o", "x.onnx"],
      "checkpoint file missing.pth not found"),
     (["export", "--model", "animeganv2", "--random-weights", "--solver", "rk4:1", "--format", "onnx", "-H", "32",
       "-W", "32", "-o", "x.onnx"], r"\['solver'\] are not known to family 'animeganv2'"),
     (["export", "--model", "nijigan-lite", "--random-weights", "--format", "torchscript", "-H", "30", "-W", "32",
       "-o", "x.ts"], "multiples of 4"),
+    (["export", "--model", "nijigan-lite", "--random-weights", "--format", "onnx", "-H", "32", "-W", "32",
+      "-o", "x.ts"], r"-o x.ts: --format onnx writes .onnx files, not .ts"),
     (["frobnicate", "out.mp4"], "input frobnicate does not exist"),
 ])
 def test_user_errors_are_one_line_and_exit_2(args, message, tmp_path, capsys, monkeypatch):
@@ -43,6 +45,15 @@ def test_user_errors_are_one_line_and_exit_2(args, message, tmp_path, capsys, mo
     assert err.startswith("rt-anime: error:") and err.count("\n") == 1 and "Traceback" not in err
     assert __import__("re").search(message, err), err
     assert not list(tmp_path.glob("x.*"))
+
+
+def test_export_never_replaces_a_video(tmp_path, capsys):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"not a model")
+    assert main(["export", "--model", "nijigan-lite", "--random-weights", "--format", "torchscript", "-H", "32",
+                 "-W", "32", "-o", str(clip)]) == 2
+    assert "--format torchscript writes .pt or .ts" in capsys.readouterr().err
+    assert clip.read_bytes() == b"not a model"
 
 
 def test_solvers_report(tmp_path, capsys):

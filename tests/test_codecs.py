@@ -49,6 +49,49 @@ def test_a_named_encoder_is_kept_with_every_setting(tmp_path):
         assert resolve_encode(named, container) is named  # the user's choice; the muxer will say if it cannot
 
 
+@pytest.mark.parametrize("suffix, codec, pix_fmt, decoder", [
+    (".mkv", "ffv1", "yuv420p", "ffv1"),
+    (".mov", "prores_ks", "yuv422p10le", "prores"),  # ProRes has no 4:2:0
+    (".avi", "mjpeg", "yuvj420p", "mjpeg"),  # MJPEG refuses limited-range yuv420p (avcodec_open2 EINVAL)
+])
+def test_a_named_encoder_without_x264s_settings_runs_with_the_defaults(tmp_path, suffix, codec, pix_fmt, decoder,
+                                                                       caplog):
+    with av.open(str(tmp_path / f"x{suffix}"), "w") as container:
+        resolved = resolve_encode(EncodeConfig(codec=codec), container)
+    assert (resolved.crf, resolved.preset, resolved.pix_fmt) == (None, None, pix_fmt)
+    src, out = make_clip(tmp_path / "in.mp4", ClipSpec(frames=3)), tmp_path / f"out{suffix}"
+    assert main([str(src), str(out), *MODEL[:3], "--quiet", "--codec", codec]) == 0
+    with av.open(str(out)) as c:
+        assert (c.streams.video[0].codec_context.name, len(list(c.decode(video=0)))) == (decoder, 3)
+    assert "ignored options" not in caplog.text  # crf 18 / preset medium were never the user's request
+
+
+def test_a_setting_the_user_changed_is_kept_for_a_named_encoder(tmp_path):
+    with av.open(str(tmp_path / "x.mkv"), "w") as container:
+        assert resolve_encode(EncodeConfig(codec="ffv1", crf=10), container).crf == 10  # warned about, not dropped
+
+
+@pytest.mark.parametrize("suffix, args, message", [
+    (".mp4", ["--crf", "60"], "crf 60 (--crf): libx264 takes 0..51"),
+    (".mp4", ["--crf", "-1"], "crf -1 (--crf): libx264 takes 0..51"),
+    (".webm", ["--crf", "64"], "crf 64 (--crf): libvpx-vp9 takes 0..63"),
+    (".mkv", ["--codec", "libx265", "--crf", "52"], "crf 52 (--crf): libx265 takes 0..51"),
+])
+def test_crf_outside_the_encoders_scale_is_refused(tmp_path, suffix, args, message, capsys):
+    src, out = make_clip(tmp_path / "in.mp4", ClipSpec(frames=2)), tmp_path / f"out{suffix}"
+    assert main([str(src), str(out), *MODEL, "--quiet", *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_x265_keeps_its_banner_to_itself(tmp_path, capfd):
+    if "libx265" not in av.codecs_available:
+        pytest.skip("this FFmpeg build has no libx265")
+    src, out = make_clip(tmp_path / "in.mp4", ClipSpec(frames=2)), tmp_path / "out.mkv"
+    assert main([str(src), str(out), *MODEL, "--quiet", "--codec", "libx265"]) == 0
+    assert "x265 [info]" not in capfd.readouterr().err
+
+
 @pytest.mark.parametrize("suffix, codec", [(".webm", "vp9"), (".gif", "gif")])
 def test_webm_and_gif_outputs_keep_every_frame_and_its_time(tmp_path, suffix, codec):
     # Used to fail: "container 'webm' cannot hold codec 'libx264'".

@@ -272,6 +272,34 @@ def test_audio_transcoded_to_aac_when_the_container_needs_it(media: Path, tmp_pa
         assert abs(float(audio.duration * audio.time_base) - 1.0) < 0.05
 
 
+@pytest.mark.parametrize("audio, suffix, target", [
+    ("aac", ".mpg", "mp2"),  # MPEG-PS takes MPEG audio, AC-3, DTS and PCM only
+    ("libopus", ".mov", "aac"),  # MOV takes Opus at add-stream time and refuses it in the header
+])
+def test_audio_a_muxer_refuses_only_in_its_header_is_transcoded(media: Path, tmp_path: Path, audio: str, suffix: str,
+                                                                target: str) -> None:
+    # Before: the header failed after the first video frame ("writing the output failed: Invalid argument").
+    src = make_clip(media / f"{audio}.mkv", ClipSpec(audio_codec=audio, frames=8))
+    out = tmp_path / f"out{suffix}"
+    result = run_file(src, out, negate)
+    assert result.frames_out == 8
+    assert result.streams_transcoded == (f"#1 audio ({audio.removeprefix('lib')}) -> {target}",)
+    with av.open(str(out)) as container:
+        assert container.streams.audio[0].codec_context.name == target
+
+
+def test_avi_ticks_once_per_frame_and_has_no_b_frames(media: Path, tmp_path: Path) -> None:
+    # AVI has one frame rate and no presentation times: in the source's 1/12800 it was a 12800 fps stream of empty
+    # slots, and B-frames made every frame play late.
+    src = make_clip(media / "for_avi.mp4", ClipSpec(frames=12, audio_codec=None))
+    out = tmp_path / "out.avi"
+    run_file(src, out, negate)
+    with av.open(str(out)) as container:
+        video = container.streams.video[0]
+        assert video.time_base == Fraction(1, 25) and video.frames == 12
+        assert [p.dts for p in container.demux(video) if p.size] == list(range(12))
+
+
 def test_chapters_and_attachments(subs_mkv: Path, media: Path, tmp_path: Path) -> None:
     src = add_chapters_and_attachment(subs_mkv, media / "chapters.mkv")
     out = tmp_path / "out.mkv"

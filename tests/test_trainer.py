@@ -538,6 +538,7 @@ def test_bad_config_is_one_line_exit_2(toml, extra, message, tmp_path, capsys):
     assert code == 2 and len(err.splitlines()) == 1, err
     assert err.startswith("rt-anime: error:")
     assert re.search(message, err), err
+    assert not (tmp_path / "o").exists()  # no run folder for a run that never started
 
 
 def test_paper_recipe_requires_a_teacher_checkpoint(tmp_path, capsys):

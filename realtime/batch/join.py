@@ -23,8 +23,10 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import av.bitstream
 import av.error
 
+from ..pipeline.codecs import FRAME_CLOCK_FORMATS
 from ..pipeline.config import EncodeConfig, PipelineConfig
 from ..pipeline.decode import InputVideo
 from ..pipeline.encode import _copy_chapters
@@ -58,13 +60,17 @@ class JoinResult:
     streams_dropped: tuple[str, ...]
 
 
-def output_timestamps(chunks: Sequence[ChunkFile]) -> tuple[list[int], int]:
-    """All chunks' pts in order, made strictly increasing (a repeated source pts is bumped by one tick, as file
-    mode does); and how many were bumped."""
+def output_timestamps(chunks: Sequence[ChunkFile], source_time_base: Fraction | None = None,
+                      time_base: Fraction | None = None) -> tuple[list[int], int]:
+    """All chunks' pts in order (in ``time_base`` when it differs from the source's), made strictly increasing (a
+    repeated pts is bumped by one tick, as file mode does); and how many were bumped."""
     out: list[int] = []
     adjusted = 0
+    convert = source_time_base is not None and time_base is not None and time_base != source_time_base
     for chunk in chunks:
         for pts in chunk.pts:
+            if convert:
+                pts = rescale(pts, source_time_base, time_base)
             if out and pts <= out[-1]:
                 pts = out[-1] + 1
                 adjusted += 1
@@ -99,7 +105,12 @@ def join_chunks(plan: InputPlan, chunks: Sequence[ChunkFile], *, pipeline: Pipel
                 template = first.streams.video[0]
                 extradata = template.codec_context.extradata
                 video = container.add_stream_from_template(template)
-            video.time_base = info.time_base
+                to_annexb = _annexb_filter(container, template, video)
+                codec = template.codec_context.name  # the decoder's name (h264), as a read-back reports it
+            # AVI's clock ticks once per frame (as file mode writes it); every other muxer gets the source's.
+            time_base = (1 / (info.frame_rate or Fraction(25)) if container.format.name in FRAME_CLOCK_FORMATS
+                         else info.time_base)
+            video.time_base = time_base
             if info.display_matrix is not None:
                 video.set_display_matrix(list(info.display_matrix))
             video.metadata.update(filter_metadata(dict(source.video.metadata)))
@@ -107,18 +118,19 @@ def join_chunks(plan: InputPlan, chunks: Sequence[ChunkFile], *, pipeline: Pipel
             copier = StreamCopier(container, source.copy_streams, source.attachments)
             _copy_chapters(source.container, container)
 
-            timestamps, adjusted = output_timestamps(chunks)
+            timestamps, adjusted = output_timestamps(chunks, info.time_base, time_base)
             depth = max((c.reorder for c in chunks), default=0)
             rate = info.frame_rate or Fraction(25)
-            step = max(round(1 / (rate * info.time_base)), 1)
-            videos = _video_packets(chunks, timestamps, depth, step, info.time_base, extradata, out_path)
+            step = max(round(1 / (rate * time_base)), 1)
+            videos = _video_packets(chunks, timestamps, depth, step, time_base, extradata, out_path)
             others = _source_packets(plan.input_path, [s.index for s in source.copy_streams])
             written = 0
             for _, kind, _, packet in heapq.merge(videos, others):
                 if kind == 0:
-                    packet.stream = video
-                    container.mux(packet)
-                    written += 1
+                    for out in to_annexb.filter(packet) if to_annexb is not None else (packet,):
+                        out.stream = video
+                        container.mux(out)
+                        written += 1
                 else:
                     copier.write(packet)
             if written != len(timestamps):
@@ -127,6 +139,7 @@ def join_chunks(plan: InputPlan, chunks: Sequence[ChunkFile], *, pipeline: Pipel
             copier.flush()
             container.close()
             container = None
+        _check_readback(tmp, template_codec=codec, frames=written, out_path=out_path)
         os.replace(tmp, out_path)
     except av.error.FFmpegError as error:
         _abort(container, tmp)
@@ -139,6 +152,38 @@ def join_chunks(plan: InputPlan, chunks: Sequence[ChunkFile], *, pipeline: Pipel
     return JoinResult(frames=written, packets_copied=copier.packets_copied,
                       packets_transcoded=copier.packets_transcoded, pts_adjusted=adjusted,
                       streams_transcoded=tuple(copier.transcoded), streams_dropped=tuple(copier.dropped_streams))
+
+
+# Muxers that take H.264/HEVC only as an Annex B byte stream (start codes) and, unlike MPEG-TS, do not convert the
+# length-prefixed packets of a Matroska chunk themselves: MPEG-PS would otherwise write a stream no reader finds.
+_ANNEXB_FORMATS = frozenset({"avi", "mpeg", "vob", "dvd", "svcd", "vcd"})
+_ANNEXB_FILTERS = {"h264": "h264_mp4toannexb", "hevc": "hevc_mp4toannexb"}
+
+
+def _annexb_filter(container: av.container.OutputContainer, template: av.video.stream.VideoStream,
+                   video: av.video.stream.VideoStream) -> av.bitstream.BitStreamFilterContext | None:
+    name = _ANNEXB_FILTERS.get(template.codec_context.name)
+    extradata = template.codec_context.extradata
+    if container.format.name not in _ANNEXB_FORMATS or name is None or not extradata or extradata[0] != 1:
+        return None  # not needed, or already start codes (avcC/hvcC extradata begins with version byte 1)
+    return av.bitstream.BitStreamFilterContext(name, template, video)
+
+
+def _check_readback(path: Path, *, template_codec: str, frames: int, out_path: Path) -> None:
+    """The joined file must demux to the frames written, before it takes the output's name: a muxer that accepts
+    packets it cannot store (as MPEG-PS did with length-prefixed H.264) must not leave a file that looks done."""
+    try:
+        with av.open(os.fspath(path)) as check:
+            streams = check.streams.video
+            found = (sum(1 for p in check.demux(streams[0]) if p.size) if streams else 0)
+            context = streams[0].codec_context if streams else None
+            codec = context.name if context is not None else "unknown" if streams else "no video"
+    except av.error.FFmpegError as error:
+        raise EncoderError(f"the joined file cannot be read back ({error})", path=out_path) from error
+    if codec != template_codec or found != frames:
+        raise EncoderError(f"the joined file reads back as {found} {codec} packets, not the {frames} {template_codec} "
+                           "frames written; this container cannot hold the chunks' stream (try --ext mkv)",
+                           path=out_path)
 
 
 def _abort(container: av.container.OutputContainer | None, tmp: Path) -> None:

@@ -28,7 +28,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, default: str | None 
 def model_from_args(args: argparse.Namespace) -> Generator:
     """The generator ``--model`` / ``--solver`` / ``--random-weights`` ask for (a bundled name with
     ``--random-weights`` gives its architecture, untrained)."""
-    overrides = {"solver": args.solver} if args.solver else {}
+    overrides = {"solver": _solver_spec(args.solver)} if args.solver else {}
     bundled = resolve_pretrained(args.model)
     if args.random_weights:
         if bundled is None:
@@ -40,6 +40,17 @@ def model_from_args(args: argparse.Namespace) -> Generator:
                            "realtime/weights): pass --model CHECKPOINT (.safetensors, or an official "
                            "Scenimefy/CUT/AnimeGANv2 .pth), or --model NAME --random-weights")
     return load_generator(args.model, **overrides)
+
+
+def _solver_spec(text: str) -> str:
+    """``--solver`` checked here, so a bad spec is blamed on the flag rather than on the checkpoint's config."""
+    from ..solvers import parse_solver
+
+    try:
+        parse_solver(text)
+    except ValueError as exc:
+        raise ValueError(f"--solver {text!r}: {str(exc).removeprefix(f'solver spec {text!r}: ')}") from None
+    return text
 
 
 def parse_size(text: str, *, flag: str) -> tuple[int, int]:

@@ -7,6 +7,14 @@ from pathlib import Path
 
 from . import add_model_arguments, model_from_args
 
+# What each format's file is called. TensorRT engines are saved by torch-tensorrt as TorchScript modules. A name
+# outside these is refused so that a slip such as ``-o clip.mp4`` cannot replace a video with a model file.
+SUFFIXES = {
+    "onnx": (".onnx",),
+    "torchscript": (".pt", ".ts", ".torchscript", ".jit"),
+    "tensorrt": (".ts", ".pt", ".torchscript", ".jit", ".engine"),
+}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
@@ -16,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--dynamic", action="store_true", help="ONNX: symbolic batch, height and width")
     parser.add_argument("--precision", choices=("fp16", "fp32"), default="fp16", help="TensorRT precision")
-    parser.add_argument("-o", "--output", required=True, type=Path, metavar="FILE")
+    parser.add_argument("-o", "--output", required=True, type=Path, metavar="FILE",
+                        help="file to write: .onnx, or .pt / .ts for torchscript and tensorrt")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,6 +33,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.dynamic and args.format != "onnx":
         raise ValueError(f"--dynamic applies to --format onnx only, not {args.format!r}")
+    allowed = SUFFIXES[args.format]
+    if args.output.suffix.lower() not in allowed:
+        raise ValueError(f"-o {args.output}: --format {args.format} writes {' or '.join(allowed)} files, "
+                         f"not {args.output.suffix or 'a name without extension'}")
+    if args.output.is_dir():
+        raise ValueError(f"-o {args.output} is a directory; name the file to write")
     model = model_from_args(args)
     shape = dict(height=args.height, width=args.width, batch=args.batch)
     if args.format == "onnx":

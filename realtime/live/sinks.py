@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import RtAnimeError, require
 from ..jobs import VIDEO_SUFFIXES
-from ..pipeline.codecs import GIF_TIME_BASE, PaletteQuantizer, resolve_encode
+from ..pipeline.codecs import FRAME_CLOCK_FORMATS, GIF_TIME_BASE, PaletteQuantizer, resolve_encode
 from ..pipeline.config import EncodeConfig
 from ..pipeline.encode import choose_pix_fmt
 from ..pipeline.run import _create_temp
@@ -33,9 +33,6 @@ logger = logging.getLogger(__name__)
 # at whatever rate its header names, not the capture clock's).
 RECORD_SUFFIXES = tuple(s for s in VIDEO_SUFFIXES if s != ".y4m")
 _RECORD_TIME_BASE = Fraction(1, 1000)
-# Muxers that keep their own clock: GIF counts centiseconds; AVI has one frame rate and fills gaps with empty
-# chunks, so its ticks are frames at the expected rate (1 ms ticks would mean a 1000 fps stream of mostly gaps).
-_FRAME_CLOCK_FORMATS = frozenset({"avi"})
 
 
 def check_record_path(path: Path, *, device: str) -> None:
@@ -91,7 +88,7 @@ class Recorder:
             self._stream.width, self._stream.height, self._stream.pix_fmt = width, height, pix_fmt
             if muxer == "gif":
                 time_base = GIF_TIME_BASE
-            elif muxer in _FRAME_CLOCK_FORMATS:
+            elif muxer in FRAME_CLOCK_FORMATS:  # 1 ms ticks would make a 1000 fps stream of gaps
                 time_base = 1 / rate
             else:
                 time_base = _RECORD_TIME_BASE

@@ -43,6 +43,39 @@ def _encoder_options(codec: str) -> set[str]:
     return {o.name for o in options.private} | {o.name for o in options.generic}
 
 
+# x264 and x265 declare crf unbounded and clamp it themselves; their documented scale ends at 51.
+_CRF_MAX = {"libx264": 51.0, "libx264rgb": 51.0, "libx265": 51.0}
+
+
+def _crf_range(codec: str) -> tuple[float, float]:
+    option = next(o for o in av.CodecContext.create(codec, "w").supported_options.private if o.name == "crf")
+    # -1 is the option's "unset" default, not a quality level.
+    return max(0.0, float(option.min)), min(float(option.max), _CRF_MAX.get(codec, float(option.max)))
+
+
+# Muxers whose clock ticks once per frame: AVI stores one frame rate and marks a skipped tick with an empty chunk.
+FRAME_CLOCK_FORMATS = frozenset({"avi"})
+
+
+def _pix_fmt_for(codec: str, wanted: str) -> str:
+    """``wanted`` where the encoder takes it, else the encoder's own first choice (``pal8`` for GIF)."""
+    allowed = [f.name for f in av.Codec(codec, "w").video_formats or ()]
+    full_range = "yuvj" + wanted.removeprefix("yuv")
+    if full_range in allowed[:1]:
+        # MJPEG lists its full-range formats first and refuses limited-range yuv420p unless made non-strict.
+        return full_range
+    if not allowed or wanted in allowed:
+        return wanted
+    return "pal8" if "pal8" in allowed else allowed[0]
+
+
+def _quiet(encode: EncodeConfig) -> EncodeConfig:
+    """x265 prints its banner and settings to stderr itself (not through av_log): keep it to errors."""
+    if encode.codec != "libx265" or "x265-params" in encode.options:
+        return encode
+    return dataclasses.replace(encode, options={**encode.options, "x265-params": "log-level=error"})
+
+
 def _encoder_name(codec: str) -> str | None:
     try:
         found = av.Codec(codec, "w")
@@ -66,10 +99,35 @@ def _holds(container_format: str, codec: str) -> bool:
 def resolve_encode(encode: EncodeConfig, container: av.container.OutputContainer) -> EncodeConfig:
     """``encode`` with ``codec="auto"`` replaced by the encoder ``container`` gets, and settings that suit it.
 
-    Anything else is returned unchanged.
+    Anything else is returned unchanged. A ``crf`` outside the encoder's scale is refused here, before any file
+    is opened, rather than by libavcodec's "Numerical result out of range" (or x264 clamping it silently).
     """
+    resolved = _resolve_codec(encode, container)
+    if container.format.name in FRAME_CLOCK_FORMATS and "bf" not in resolved.options:
+        # AVI stores no presentation times: a reordered (B-frame) stream plays every frame its delay late.
+        resolved = dataclasses.replace(resolved, options={**resolved.options, "bf": "0"})
+    codec = _encoder_name(resolved.codec) if resolved.crf is not None else None
+    if codec is not None and "crf" in _encoder_options(codec):
+        low, high = _crf_range(codec)
+        if not low <= resolved.crf <= high:
+            raise ValueError(f"crf {resolved.crf:g} (--crf): {codec} takes {low:g}..{high:g} (lower is better quality)")
+    return resolved
+
+
+def _resolve_codec(encode: EncodeConfig, container: av.container.OutputContainer) -> EncodeConfig:
     if encode.codec != AUTO:
-        return encode
+        codec = _encoder_name(encode.codec)
+        if codec is None:
+            return encode  # the encode stage names the unknown codec
+        # The defaults (crf 18, preset medium) are x264's settings, not a request: an encoder without those options
+        # (FFV1, ProRes, MJPEG) drops them quietly; a value the user changed is kept and warned about when ignored.
+        have, defaults = _encoder_options(codec), EncodeConfig()
+        unasked: dict[str, str | None] = {name: None for name in ("crf", "preset")
+                                          if name not in have and getattr(encode, name) == getattr(defaults, name)}
+        if encode.pix_fmt == defaults.pix_fmt:  # likewise yuv420p: ProRes takes 4:2:2/4:4:4 10-bit only
+            unasked["pix_fmt"] = _pix_fmt_for(codec, encode.pix_fmt)
+        unasked = {k: v for k, v in unasked.items() if getattr(encode, k) != v}
+        return _quiet(dataclasses.replace(encode, **unasked) if unasked else encode)
     default = container.default_video_codec
     default = default if default and default != "none" else None
     # Raw formats (y4m) take only their own codec; the muxer would accept an H.264 stream and fail at the trailer.
@@ -90,22 +148,17 @@ def resolve_encode(encode: EncodeConfig, container: av.container.OutputContainer
         options.setdefault("cpu-used", "4")  # vs the default 1: half the time, a 3 % larger file (30 bikes.mp4 frames)
         if "row-mt" in have:
             options.setdefault("row-mt", "1")
-    allowed = [f.name for f in av.Codec(codec, "w").video_formats or ()]
-    pix_fmt = encode.pix_fmt
-    if allowed and pix_fmt not in allowed:
-        pix_fmt = "pal8" if "pal8" in allowed else allowed[0]
+    pix_fmt = _pix_fmt_for(codec, encode.pix_fmt)
     resolved = dataclasses.replace(encode, codec=codec, pix_fmt=pix_fmt, crf=crf,
                                    preset=encode.preset if "preset" in have else None, options=options)
     logger.info("%s: encoding with %s (%s)", container.format.name, codec, pix_fmt)
-    return resolved
+    return _quiet(resolved)
 
 
 def resolve_encode_for(encode: EncodeConfig, path: str | os.PathLike[str]) -> EncodeConfig:
     """:func:`resolve_encode` for the container a file at ``path`` would get (its extension, or
     ``encode.container_format``), without touching ``path``: for callers that encode elsewhere first (rt-anime
     batch's Matroska chunks) and remux into ``path`` later."""
-    if encode.codec != AUTO:
-        return encode
     with tempfile.TemporaryDirectory(prefix="rt-anime-codec-") as scratch:
         probe = os.path.join(scratch, "probe" + os.path.splitext(os.fspath(path))[1])
         with av.open(probe, "w", format=encode.container_format) as container:

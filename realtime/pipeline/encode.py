@@ -27,7 +27,7 @@ import av.error
 import torch.nn.functional as F
 
 from ..frames import Frame
-from .codecs import GIF_TIME_BASE, PaletteQuantizer, resolve_encode
+from .codecs import FRAME_CLOCK_FORMATS, GIF_TIME_BASE, PaletteQuantizer, resolve_encode
 from .config import EncodeConfig
 from .convert import _rgb_format_for, _tensor_to_frame
 from .decode import InputVideo, SourceInfo
@@ -177,7 +177,11 @@ class OutputVideo:
             ) from error
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         # The input's time base, so source pts are written verbatim (VFR-safe, no rounding); GIF counts centiseconds.
-        time_base = GIF_TIME_BASE if self.container.format.name == "gif" else info.time_base
+        # AVI has a single clock whose tick is one frame (a gap is an empty chunk): the input's 1/12800 would make
+        # it a 12800 fps stream of mostly empty frames, so there it ticks at the frame rate.
+        muxer = self.container.format.name
+        time_base = (GIF_TIME_BASE if muxer == "gif" else 1 / (info.frame_rate or Fraction(25))
+                     if muxer in FRAME_CLOCK_FORMATS else info.time_base)
         stream.time_base = time_base
         stream.codec_context.time_base = time_base
         for tag in ("colorspace", "color_range", "color_primaries", "color_trc"):

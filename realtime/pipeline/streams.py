@@ -11,6 +11,7 @@ hours into a job.
 
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import dataclass
 from fractions import Fraction
@@ -143,6 +144,8 @@ class StreamCopier:
         return sum(r.guard.dropped for r in self._routes.values())
 
     def _copy(self, stream: av.stream.Stream, label: str) -> _Route | None:
+        if not _header_accepts(self._output.format.name, stream):
+            return None
         try:
             out = self._output.add_stream_from_template(stream)
         except ValueError:
@@ -258,6 +261,28 @@ class StreamCopier:
 # Default layouts by channel count, for sources whose layout is only a channel count ("1 channels", which
 # encoders such as AAC refuse).
 _DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+
+
+def _header_accepts(format_name: str, stream: av.stream.Stream) -> bool:
+    """Whether a ``format_name`` file can start with ``stream`` copied into it, tried on a scratch muxer.
+
+    Some muxers take any codec at add-stream time and refuse it only when the header is written (MPEG-PS and AAC
+    or Opus, MOV and Opus), which for the real output would be after the first video frame. A stream cannot be
+    taken back out of a PyAV container, so the question is asked of a throwaway one first.
+    """
+    scratch = av.open(io.BytesIO(), "w", format=format_name)
+    try:
+        copy = scratch.add_stream_from_template(stream)
+        copy.time_base = stream.time_base
+        scratch.start_encoding()
+    except (ValueError, av.error.FFmpegError):
+        return False
+    finally:
+        try:
+            scratch.close()
+        except (ValueError, av.error.FFmpegError):
+            pass  # a scratch that never started may refuse its trailer
+    return True
 
 
 def _layout_name(layout: av.AudioLayout) -> str:

@@ -536,18 +536,19 @@ class Trainer:
         if max_iters is not None and max_iters > total:
             logger.warning("--max-iters %d exceeds the recipe's %d iterations; stopping at %d", max_iters, total,
                            total)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        if resume and self.checkpoint_path.exists():
-            self.load_checkpoint()
-            logger.info("resuming %s at iteration %d of %d", self.checkpoint_path, self.iteration, total)
-            self._trim_log()
-        else:
-            self.log_path.unlink(missing_ok=True)
         threads = torch.get_num_threads()
         torch.set_num_threads(self.config.run.threads)
         try:
+            # Data first: a photo folder that is missing or empty must fail before the run folder exists.
             if self.data is None:
                 self.data = TrainData(self.config.data, seed=self.config.run.seed, device=self.device)
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            if resume and self.checkpoint_path.exists():
+                self.load_checkpoint()
+                logger.info("resuming %s at iteration %d of %d", self.checkpoint_path, self.iteration, total)
+                self._trim_log()
+            else:
+                self.log_path.unlink(missing_ok=True)
             return _Loop(self, stop, progress, callback).run()
         finally:
             torch.set_num_threads(threads)  # a library call must not leave the process's thread count changed
