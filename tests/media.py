@@ -62,6 +62,7 @@ class ClipSpec:
     time_base: Fraction | None = None
     audio_codec: str | None = "aac"
     audio_seconds: float = 1.0
+    audio_rate: int = AUDIO_RATE
     subtitles: Sequence[str] = ()
     """Subtitle codecs, e.g. ``("subrip", "ass")`` for mkv or ``("mov_text",)`` for mp4."""
     rotation: int | None = None
@@ -92,7 +93,7 @@ def make_clip(path: str | os.PathLike[str], spec: ClipSpec = ClipSpec()) -> Path
         video.set_display_rotation(spec.rotation)
     audio = None
     if spec.audio_codec is not None:
-        audio = out.add_stream(spec.audio_codec, rate=AUDIO_RATE)
+        audio = out.add_stream(spec.audio_codec, rate=spec.audio_rate)
         audio.layout = "mono"
     subs = []
     for codec in spec.subtitles:
@@ -113,7 +114,7 @@ def make_clip(path: str | os.PathLike[str], spec: ClipSpec = ClipSpec()) -> Path
     out.mux(video.encode(None))
 
     if audio is not None:
-        _write_sine(out, audio, spec.audio_seconds)
+        _write_sine(out, audio, spec.audio_seconds, spec.audio_rate)
     for stream in subs:
         tb = stream.time_base
         for j, (text, start, end) in enumerate(SUBTITLE_LINES):
@@ -128,16 +129,17 @@ def make_clip(path: str | os.PathLike[str], spec: ClipSpec = ClipSpec()) -> Path
     return path
 
 
-def _write_sine(out: av.container.OutputContainer, audio: av.audio.stream.AudioStream, seconds: float) -> None:
-    n = int(AUDIO_RATE * seconds)
-    t = np.arange(n) / AUDIO_RATE
+def _write_sine(out: av.container.OutputContainer, audio: av.audio.stream.AudioStream, seconds: float,
+                rate: int = AUDIO_RATE) -> None:
+    n = int(rate * seconds)
+    t = np.arange(n) / rate
     samples = (0.25 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
     for start in range(0, n, 1024):
         chunk = samples[start : start + 1024]
         frame = av.AudioFrame.from_ndarray(chunk[None, :], format="flt", layout="mono")
-        frame.sample_rate = AUDIO_RATE
+        frame.sample_rate = rate
         frame.pts = start
-        frame.time_base = Fraction(1, AUDIO_RATE)
+        frame.time_base = Fraction(1, rate)
         out.mux(audio.encode(frame))
     out.mux(audio.encode(None))
 

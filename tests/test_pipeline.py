@@ -273,19 +273,32 @@ def test_audio_transcoded_to_aac_when_the_container_needs_it(media: Path, tmp_pa
 
 
 @pytest.mark.parametrize("audio, suffix, target", [
-    ("aac", ".mpg", "mp2"),  # MPEG-PS takes MPEG audio, AC-3, DTS and PCM only
-    ("libopus", ".mov", "aac"),  # MOV takes Opus at add-stream time and refuses it in the header
+    ("aac", ".mpg", "mp2"),  # MPEG-PS takes MPEG audio, AC-3, DTS and PCM only: it failed in the header
+    ("libopus", ".mov", "aac"),  # MOV takes Opus at add-stream time and refused it in the header
+    ("flac", ".ts", "aac"),  # MPEG-TS wrote FLAC as private data: an audio track read back as "bin_data"
+    ("pcm_s16le", ".flv", "aac"),  # FLV aborted the whole process on PCM
+    ("aac", ".webm", "opus"),  # 44.1 kHz: libopus refused the source's rate
 ])
-def test_audio_a_muxer_refuses_only_in_its_header_is_transcoded(media: Path, tmp_path: Path, audio: str, suffix: str,
-                                                                target: str) -> None:
-    # Before: the header failed after the first video frame ("writing the output failed: Invalid argument").
-    src = make_clip(media / f"{audio}.mkv", ClipSpec(audio_codec=audio, frames=8))
+def test_audio_a_container_cannot_carry_is_transcoded(media: Path, tmp_path: Path, audio: str, suffix: str,
+                                                      target: str) -> None:
+    rate = 48000 if audio == "libopus" else 44100  # CD rate where the codec has it
+    src = make_clip(media / f"{audio}-{rate}.mkv", ClipSpec(audio_codec=audio, frames=8, audio_rate=rate))
     out = tmp_path / f"out{suffix}"
     result = run_file(src, out, negate)
     assert result.frames_out == 8
     assert result.streams_transcoded == (f"#1 audio ({audio.removeprefix('lib')}) -> {target}",)
     with av.open(str(out)) as container:
-        assert container.streams.audio[0].codec_context.name == target
+        audio_out = container.streams.audio[0]
+        assert audio_out.codec_context.name == target
+        decoded = sum(f.samples for f in container.decode(audio_out)) / audio_out.codec_context.sample_rate
+    assert abs(decoded - 1.0) < 0.1  # the second of sound, resampled where the encoder needed it
+
+
+def test_text_subtitles_are_not_copied_into_mpeg_ps_as_dvd_pictures(subs_mkv: Path, tmp_path: Path) -> None:
+    result = run_file(subs_mkv, tmp_path / "out.mpg", negate)
+    assert len(result.streams_dropped) == 2
+    with av.open(str(tmp_path / "out.mpg")) as container:
+        assert not container.streams.subtitles
 
 
 def test_avi_ticks_once_per_frame_and_has_no_b_frames(media: Path, tmp_path: Path) -> None:

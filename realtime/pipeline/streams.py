@@ -144,7 +144,8 @@ class StreamCopier:
         return sum(r.guard.dropped for r in self._routes.values())
 
     def _copy(self, stream: av.stream.Stream, label: str) -> _Route | None:
-        if not _header_accepts(self._output.format.name, stream):
+        fmt = self._output.format.name
+        if not _listed(fmt, stream.codec_context.name) or not _header_accepts(fmt, stream):
             return None
         try:
             out = self._output.add_stream_from_template(stream)
@@ -156,12 +157,14 @@ class StreamCopier:
     def _transcode(self, stream: av.stream.Stream, label: str, supported: set[str]) -> _Route | None:
         fmt = self._output.format.name
         if stream.type == "audio":
-            target = "aac" if "aac" in supported else self._output.default_audio_codec
+            aac = "aac" in supported or "aac" in _COPYABLE.get(fmt, ())
+            target = "aac" if aac else self._output.default_audio_codec
             if target in ("", "none") or target not in av.codecs_available:
                 logger.warning("dropping audio stream %s: %s holds neither it nor AAC", label, fmt)
                 return None
             ctx = stream.codec_context
-            out = self._output.add_stream(target, rate=ctx.sample_rate or 48000, layout=_layout_name(ctx.layout))
+            out = self._output.add_stream(target, rate=_sample_rate(target, ctx.sample_rate),
+                                          layout=_layout_name(ctx.layout))
             logger.warning("transcoding audio stream %s to %s: %s cannot hold %s", label, target, fmt, ctx.name)
         else:
             if not _is_text_subtitle(stream):
@@ -169,7 +172,8 @@ class StreamCopier:
                 return None
             default = self._output.default_subtitle_codec
             candidates = (default, *_TEXT_SUBTITLE_CODECS)
-            target = next((c for c in candidates if c in supported and c in av.codecs_available), None)
+            target = next((c for c in candidates if c in supported and c in av.codecs_available
+                           and _listed(fmt, c)), None)
             if target is None:
                 logger.warning("dropping subtitle stream %s: %s holds no text subtitle codec", label, fmt)
                 return None
@@ -261,6 +265,33 @@ class StreamCopier:
 # Default layouts by channel count, for sources whose layout is only a channel count ("1 channels", which
 # encoders such as AAC refuse).
 _DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+
+
+# Muxers that take any codec without complaint but cannot carry it: MPEG-TS writes an unmapped codec (FLAC, Vorbis,
+# PCM, text subtitles) as opaque private data that players show as "bin_data"; FLV aborts the process (an FFmpeg
+# assertion, no error code) on PCM. For these only the codecs they map are copied; the rest is transcoded or, with
+# nothing to convert to, dropped with a warning.
+_COPYABLE = {
+    "mpegts": frozenset({"aac", "aac_latm", "mp2", "mp3", "ac3", "eac3", "dts", "truehd", "opus", "s302m",
+                         "dvb_subtitle", "dvb_teletext"}),
+    "flv": frozenset({"aac", "mp3"}),
+    # MPEG-PS labels every subtitle stream DVD (a text stream read back as dvd_subtitle garbage).
+    **dict.fromkeys(("mpeg", "vob", "dvd", "svcd", "vcd"), frozenset(
+        {"mp1", "mp2", "mp3", "ac3", "dts", "pcm_dvd", "pcm_s16be", "dvd_subtitle"})),
+}
+
+
+def _listed(format_name: str, codec: str) -> bool:
+    allowed = _COPYABLE.get(format_name)
+    return allowed is None or codec in allowed
+
+
+def _sample_rate(codec: str, rate: int | None) -> int:
+    """The source's rate where the encoder takes it, else 48 kHz (Opus takes 8–48 kHz steps only, not 44.1)."""
+    rates = av.Codec(codec, "w").audio_rates
+    if not rates or (rate and rate in rates):
+        return rate or 48000
+    return 48000 if 48000 in rates else max(rates)
 
 
 def _header_accepts(format_name: str, stream: av.stream.Stream) -> bool:
