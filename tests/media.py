@@ -66,6 +66,8 @@ class ClipSpec:
     subtitles: Sequence[str] = ()
     """Subtitle codecs, e.g. ``("subrip", "ass")`` for mkv or ``("mov_text",)`` for mp4."""
     rotation: int | None = None
+    sample_aspect_ratio: Fraction | None = None
+    """Pixel shape (anamorphic video), written into the encoder's bitstream (H.264 VUI) and the stream."""
     metadata: dict[str, str] = field(default_factory=dict)
     container_options: dict[str, str] = field(default_factory=dict)
     video_options: dict[str, str] = field(default_factory=dict)
@@ -91,6 +93,8 @@ def make_clip(path: str | os.PathLike[str], spec: ClipSpec = ClipSpec()) -> Path
     video.codec_context.time_base = time_base
     if spec.rotation is not None:
         video.set_display_rotation(spec.rotation)
+    if spec.sample_aspect_ratio is not None:
+        video.codec_context.sample_aspect_ratio = spec.sample_aspect_ratio
     audio = None
     if spec.audio_codec is not None:
         audio = out.add_stream(spec.audio_codec, rate=spec.audio_rate)

@@ -294,6 +294,23 @@ def test_audio_a_container_cannot_carry_is_transcoded(media: Path, tmp_path: Pat
     assert abs(decoded - 1.0) < 0.1  # the second of sound, resampled where the encoder needed it
 
 
+@pytest.mark.parametrize("suffix, size, sar", [
+    (".mp4", None, Fraction(32, 27)),  # anamorphic 16:9 in a 3:2 frame stays 16:9 on screen
+    (".mov", None, Fraction(32, 27)),
+    (".mkv", None, Fraction(32, 27)),
+    (".mp4", (128, 72), Fraction(1)),  # resized to a 16:9 frame: square pixels
+])
+def test_non_square_pixels_keep_the_picture_shape(media: Path, tmp_path: Path, suffix: str, size, sar) -> None:
+    src = make_clip(media / "anamorphic.mp4", ClipSpec(width=96, height=64, frames=4, audio_codec=None,
+                                                       sample_aspect_ratio=Fraction(32, 27)))
+    out = tmp_path / f"out{suffix}"
+    run_file(src, out, negate, config=PipelineConfig(size=size))
+    with av.open(str(out)) as container:
+        video = container.streams.video[0]
+        # Before: every output had square pixels, a 16:9 picture squeezed to the frame's 3:2.
+        assert (video.sample_aspect_ratio or Fraction(1), video.display_aspect_ratio) == (sar, Fraction(16, 9))
+
+
 def test_text_subtitles_are_not_copied_into_mpeg_ps_as_dvd_pictures(subs_mkv: Path, tmp_path: Path) -> None:
     result = run_file(subs_mkv, tmp_path / "out.mpg", negate)
     assert len(result.streams_dropped) == 2

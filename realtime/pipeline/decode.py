@@ -87,6 +87,13 @@ class SourceInfo:
     color_range: int
     color_primaries: int
     color_trc: int
+    sample_aspect_ratio: Fraction | None = None
+    """Pixel shape (DV, DVD and broadcast SD store 720×480 or 720×576 for a 4:3 or 16:9 picture); ``None`` for
+    square or unknown."""
+
+
+def _pixel_shape(sar: Fraction | None) -> Fraction | None:
+    return Fraction(sar) if sar and sar > 0 and sar != 1 else None
 
 
 class InputVideo:
@@ -217,6 +224,7 @@ class InputVideo:
             color_range=int(first.color_range),
             color_primaries=int(first.color_primaries),
             color_trc=int(first.color_trc),
+            sample_aspect_ratio=_pixel_shape(self.video.sample_aspect_ratio),
         )
 
     def _count_unreadable(self, declared: int | None) -> int:

@@ -190,6 +190,13 @@ class OutputVideo:
                 setattr(stream.codec_context, tag, value)
         if info.display_matrix is not None:
             stream.set_display_matrix(list(info.display_matrix))
+        if info.sample_aspect_ratio is not None:
+            # Non-square pixels keep the picture's shape: an anamorphic 720x480 16:9 DVD frame stays 16:9 on
+            # screen, and resized to another size its pixels get the shape that keeps the same display ratio.
+            sar = info.sample_aspect_ratio * Fraction(info.width, info.height) / Fraction(width, height)
+            sar = sar.limit_denominator(65535) if max(sar.numerator, sar.denominator) > 65535 else sar
+            stream.codec_context.sample_aspect_ratio = sar
+            stream.sample_aspect_ratio = sar
         return stream
 
     def write_frame(self, frame: Frame) -> None:
