@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from .errors import RtAnimeError
+
+logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pnm")
 """Still-image formats read and written (by extension; 16-bit TIFF/PNG inputs are read as 8-bit)."""
@@ -31,7 +34,27 @@ def read_image(path: "str | os.PathLike") -> np.ndarray:
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
         raise RtAnimeError(f"{path} is not a readable image (supported: {', '.join(INPUT_IMAGE_SUFFIXES)})")
+    if path.suffix.lower() in _MULTI_FRAME_SUFFIXES:
+        _warn_if_multi_frame(path)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+# Formats that can hold several pictures in one file (animated WebP, multi-page TIFF). FFmpeg cannot decode
+# animated WebP, so they are read as pictures: the first frame, said out loud rather than silently.
+_MULTI_FRAME_SUFFIXES = (".webp", ".tif", ".tiff")
+
+
+def _warn_if_multi_frame(path: Path) -> None:
+    import cv2
+
+    try:
+        count = cv2.imcount(str(path))
+    except cv2.error:
+        return
+    if count > 1:
+        kind = "an animated WebP" if path.suffix.lower() == ".webp" else "a multi-page TIFF"
+        logger.warning("%s is %s with %d frames; only the first is read (export the frames to a folder or a video "
+                       "to stylize them all)", path, kind, count)
 
 
 def write_image(path: "str | os.PathLike", rgb: np.ndarray) -> None:

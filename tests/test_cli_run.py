@@ -2,6 +2,7 @@
 
 import re
 from fractions import Fraction
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -97,6 +98,20 @@ def test_tiff_ppm_and_greyscale_inputs_are_images(tmp_path, capsys):
     assert main([str(src / "c.pgm"), str(tmp_path / "c.pgm"), *MODEL]) == 2
     one_line_error(capsys, r"unknown extension '.pgm'.*\.tiff")
     assert not (tmp_path / "c.pgm").exists()
+
+
+@pytest.mark.parametrize("name", ["anim.webp", "pages.tiff"])
+def test_a_picture_file_with_more_frames_says_only_the_first_is_read(tmp_path, caplog, name):
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    frames = [Image.fromarray((rng.random((20, 28, 3)) * 255).astype(np.uint8)) for _ in range(3)]
+    frames[0].save(tmp_path / name, save_all=True, append_images=frames[1:], duration=100)
+    frames[0].save(tmp_path / f"still{Path(name).suffix}")
+    assert main([str(tmp_path / f"still{Path(name).suffix}"), str(tmp_path / "a.png"), *MODEL]) == 0
+    assert "frames" not in caplog.text
+    assert main([str(tmp_path / name), str(tmp_path / "b.png"), *MODEL]) == 0
+    assert re.search(rf"{name} is an? .* with 3 frames; only the first is read", caplog.text)
 
 
 def test_pattern_to_video_uses_exact_fps(tmp_path):
