@@ -76,10 +76,11 @@ def test_a_setting_the_user_changed_is_kept_for_a_named_encoder(tmp_path):
     (".mp4", ["--crf", "-1"], "crf -1 (--crf): libx264 takes 0..51"),
     (".webm", ["--crf", "64"], "crf 64 (--crf): libvpx-vp9 takes 0..63"),
     (".mkv", ["--codec", "libx265", "--crf", "52"], "crf 52 (--crf): libx265 takes 0..51"),
+    (".mp4", ["--preset", "turbo"], "preset 'turbo' (--preset): libx264 takes ultrafast, superfast"),
 ])
-def test_crf_outside_the_encoders_scale_is_refused(tmp_path, suffix, args, message, capsys):
+def test_crf_or_preset_outside_the_encoders_scale_is_refused(tmp_path, suffix, args, message, capsys):
     src, out = make_clip(tmp_path / "in.mp4", ClipSpec(frames=2)), tmp_path / f"out{suffix}"
-    assert main([str(src), str(out), *MODEL, "--quiet", *args]) == 2
+    assert main([str(src), str(out), *MODEL[:3], "--quiet", *args]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
 

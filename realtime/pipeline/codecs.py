@@ -43,6 +43,8 @@ def _encoder_options(codec: str) -> set[str]:
     return {o.name for o in options.private} | {o.name for o in options.generic}
 
 
+_X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                 "placebo")
 # x264 and x265 declare crf unbounded and clamp it themselves; their documented scale ends at 51.
 _CRF_MAX = {"libx264": 51.0, "libx264rgb": 51.0, "libx265": 51.0}
 
@@ -106,6 +108,9 @@ def resolve_encode(encode: EncodeConfig, container: av.container.OutputContainer
     if container.format.name in FRAME_CLOCK_FORMATS and "bf" not in resolved.options:
         # AVI stores no presentation times: a reordered (B-frame) stream plays every frame its delay late.
         resolved = dataclasses.replace(resolved, options={**resolved.options, "bf": "0"})
+    if resolved.preset is not None and _encoder_name(resolved.codec) in ("libx264", "libx264rgb", "libx265") \
+            and resolved.preset not in _X26X_PRESETS:
+        raise ValueError(f"preset {resolved.preset!r} (--preset): {resolved.codec} takes {', '.join(_X26X_PRESETS)}")
     codec = _encoder_name(resolved.codec) if resolved.crf is not None else None
     if codec is not None and "crf" in _encoder_options(codec):
         low, high = _crf_range(codec)
