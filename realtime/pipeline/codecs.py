@@ -4,8 +4,9 @@ H.264 (libx264) is the default wherever the container can hold it (mp4, mkv, mov
 that cannot (WebM, GIF) get their own default encoder instead of a refusal: ``rt-anime clip.mp4 out.webm`` writes
 VP9, ``rt-anime clip.gif out.gif`` writes an animated GIF. Settings the resolved encoder has no option for (x264's
 ``preset`` for VP9; ``crf`` and ``preset`` for GIF) are left out rather than warned about, since the user asked
-for no particular encoder; an encoder named explicitly keeps every setting, and the encode stage warns about those
-it ignored.
+for no particular encoder; an encoder named explicitly keeps every setting the user changed (the encode stage warns
+about those it ignored) and drops x264's defaults it has no use for (crf 18, preset medium, yuv420p for ProRes).
+Every encoder gets its ``crf`` and x264/x265 ``preset`` checked before a file is opened, and AVI gets no B-frames.
 
 GIF holds 256 colours per frame. FFmpeg's own recipe (``palettegen`` + ``paletteuse``) computes each frame's palette
 from that frame (``stats_mode=single``, ``new=1``) and dithers with ``sierra2_4a``; swscale cannot produce ``pal8``
