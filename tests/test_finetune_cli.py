@@ -139,6 +139,20 @@ def test_stabilize_finetune_trains_runs_and_reuses_the_cached_model(clip, tmp_pa
     assert video_frames_rgb(tmp_path / "again.mkv")[3].tolist() == video_frames_rgb(tmp_path / "out.mkv")[3].tolist()
 
 
+def test_stabilize_a_clip_too_short_to_learn_from_is_stylized_as_it_is(tmp_path, monkeypatch, caplog):
+    # Two frames hold no triplet: `rt-anime finetune` refuses them, but the main job still has a video to write.
+    monkeypatch.setenv("RT_ANIME_CACHE", str(tmp_path / "cache"))
+    clip = write_clip(tmp_path / "two.mp4", panning_frames(2))
+    out = tmp_path / "out.mkv"
+    with caplog.at_level("WARNING"):
+        assert main([str(clip), str(out), "--model", "nijigan-lite", "--random-weights", "--stabilize", "finetune",
+                     "--finetune-interpolator", "flow", "--quiet"]) == 0
+    assert "has 2 frame(s)" in caplog.text and "stylizing with the model as it is" in caplog.text
+    assert len(video_frames_rgb(out)) == 2
+    assert main(["finetune", str(clip), "-o", str(tmp_path / "m.safetensors"), "--model", "nijigan-lite",
+                 "--random-weights", "--interpolator", "flow", "--quiet"]) == 2
+
+
 def test_bad_inputs_exit_2_with_one_line(clip, tmp_path, capsys, monkeypatch):
     base = ["--model", "nijigan-lite", "--random-weights"]
     cases = [

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoint import sha256_file
+from ..finetune.clip import NothingToLearn
 from ..finetune.interpolators import INTERPOLATORS
 from ..finetune.trainer import FinetuneConfig, FinetuneProgress, finetune_clip, save_finetuned
 from ..models._base import Generator
@@ -186,7 +187,12 @@ def stabilized_model(base: Generator, args: argparse.Namespace) -> Generator:
     if stem.with_suffix(".json").is_file():
         logger.warning("--stabilize finetune: reusing %s (same clip, model and settings)", stem.with_suffix(".json"))
     else:
-        run_finetune(base, clip, config, stem, base_name=args.model, quiet=args.quiet, clip_sha256=clip_sha)
+        try:
+            run_finetune(base, clip, config, stem, base_name=args.model, quiet=args.quiet, clip_sha256=clip_sha)
+        except NothingToLearn as reason:
+            # A clip too short to flicker is still a clip to stylize: the plain model, said once.
+            logger.warning("--stabilize finetune: %s; stylizing with the model as it is", reason)
+            return base
     return load_generator(stem.with_suffix(".json"))
 
 

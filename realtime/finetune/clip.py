@@ -26,11 +26,15 @@ from ..errors import RtAnimeError
 from ..pipeline.decode import open_video
 from ..temporal.warping_error import thumbnail_ssim
 
-__all__ = ["ClipScan", "TripletStore", "choose_centers", "load_triplets", "model_size", "scan_clip", "valid_centers"]
+__all__ = ["ClipScan", "NothingToLearn", "TripletStore", "choose_centers", "load_triplets", "model_size", "scan_clip", "valid_centers"]
 
 logger = logging.getLogger(__name__)
 
 THUMBNAIL_SIDE = 32
+
+
+class NothingToLearn(RtAnimeError):
+    """The clip has no three consecutive frames of one shot: there is no motion to learn stability from."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,7 @@ def scan_clip(path: "str | Path", *, cut_threshold: float = 0.2,
         if progress is not None:
             progress(n)
     if n < 3:
-        raise RtAnimeError(f"CLIP {path} has {n} frame(s); fine-tuning needs at least 3 consecutive frames")
+        raise NothingToLearn(f"CLIP {path} has {n} frame(s); fine-tuning needs at least 3 consecutive frames")
     assert size is not None
     logger.info("%s: %d frames, %d scene cut(s) at pairs %s", path, n, len(cuts), cuts[:20])
     return ClipScan(path=path, frames=n, size=size, cut_pairs=tuple(cuts), ssim=tuple(ssim))
@@ -167,13 +171,13 @@ def load_triplets(scan: ClipScan, *, max_triplets: int, max_side: int | None = N
     """Second pass: choose triplets within shots and keep their frames at model resolution.
 
     Raises:
-        RtAnimeError: No three consecutive frames without a cut.
+        NothingToLearn: No three consecutive frames without a cut.
     """
     if max_triplets < 1:
         raise ValueError(f"max_triplets must be >= 1, got {max_triplets}")
     centers = valid_centers(scan.frames, scan.cut_pairs)
     if not centers:
-        raise RtAnimeError(f"CLIP {scan.path}: no three consecutive frames without a scene cut "
+        raise NothingToLearn(f"CLIP {scan.path}: no three consecutive frames without a scene cut "
                            f"({len(scan.cut_pairs)} cuts in {scan.frames} frames); nothing to fine-tune on")
     w, h = model_size(scan.size, max_side)
     budget = int(memory_mb * 2 ** 20 // (3 * w * h * 3))
