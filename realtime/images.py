@@ -39,6 +39,26 @@ def read_image(path: "str | os.PathLike") -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+# Formats whose alpha channel is read and written: a transparent sticker stays transparent. Not TIFF: OpenCV writes
+# its fourth channel without marking it as alpha (ExtraSamples), so other readers would not take it for one.
+ALPHA_SUFFIXES = (".png", ".webp")
+
+
+def read_alpha(path: "str | os.PathLike", shape: tuple[int, int]) -> np.ndarray | None:
+    """The picture's alpha as uint8 (H, W), or ``None`` when it has none (or when its stored shape is not ``shape``,
+    the shape :func:`read_image` returned after applying an EXIF rotation, which the raw read does not apply)."""
+    import cv2
+
+    path = Path(path)
+    if path.suffix.lower() not in ALPHA_SUFFIXES:
+        return None
+    raw = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if raw is None or raw.ndim != 3 or raw.shape[2] != 4 or raw.shape[:2] != tuple(shape):
+        return None
+    alpha = raw[..., 3]
+    return (alpha >> 8).astype(np.uint8) if alpha.dtype == np.uint16 else alpha.astype(np.uint8)
+
+
 # Formats that can hold several pictures in one file (animated WebP, multi-page TIFF). FFmpeg cannot decode
 # animated WebP, so they are read as pictures: the first frame, said out loud rather than silently.
 _MULTI_FRAME_SUFFIXES = (".webp", ".tif", ".tiff")
@@ -58,14 +78,18 @@ def _warn_if_multi_frame(path: Path) -> None:
 
 
 def write_image(path: "str | os.PathLike", rgb: np.ndarray) -> None:
-    """Write RGB uint8 (H, W, 3) in the format of ``path``'s extension (a still GIF too, see :func:`encode_gif`)."""
+    """Write RGB uint8 (H, W, 3), or RGBA (H, W, 4) to a format in :data:`ALPHA_SUFFIXES`, in the format of
+    ``path``'s extension (a still GIF too, see :func:`encode_gif`)."""
     import cv2
 
     path = Path(path)
     if path.suffix.lower() == ".gif":
-        path.write_bytes(encode_gif(rgb))
+        path.write_bytes(encode_gif(rgb[..., :3]))
         return
-    ok, data = cv2.imencode(path.suffix or ".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if rgb.shape[-1] == 4 and path.suffix.lower() not in ALPHA_SUFFIXES:
+        rgb = rgb[..., :3]
+    code = cv2.COLOR_RGBA2BGRA if rgb.shape[-1] == 4 else cv2.COLOR_RGB2BGR
+    ok, data = cv2.imencode(path.suffix or ".png", cv2.cvtColor(rgb, code))
     if not ok:
         raise RtAnimeError(f"cannot encode an image as {path.suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
     data.tofile(path)

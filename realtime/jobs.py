@@ -17,11 +17,14 @@ from pathlib import Path
 from typing import Callable, Literal
 
 import av
+import cv2
+import numpy as np
 import torch
 
 from ._fileio import write_atomic
 from .errors import RtAnimeError
-from .images import IMAGE_SUFFIXES, INPUT_IMAGE_SUFFIXES, image_to_tensor, read_image, tensor_to_image, write_image
+from .images import (ALPHA_SUFFIXES, IMAGE_SUFFIXES, INPUT_IMAGE_SUFFIXES, image_to_tensor, read_alpha, read_image,
+                     tensor_to_image, write_image)
 from .pipeline import EncodeConfig, PipelineConfig, PipelineResult, run_file
 from .pipeline.translate import Geometry
 
@@ -188,6 +191,11 @@ def stylize_images(pairs: list[tuple[Path, Path]], translate: Callable[[torch.Te
             y = geometry.from_model(translate(geometry.to_model(x)).float().cpu())
         model_seconds += time.perf_counter() - t0
         image = tensor_to_image(y)
+        alpha = read_alpha(src, rgb.shape[:2]) if dst.suffix.lower() in ALPHA_SUFFIXES else None
+        if alpha is not None:  # the model draws colour only; the picture keeps its own transparency
+            alpha = cv2.resize(alpha, image.shape[1::-1], interpolation=cv2.INTER_AREA) \
+                if alpha.shape != image.shape[:2] else alpha
+            image = np.dstack([image, alpha])
         write_atomic(dst, lambda tmp: write_image(tmp, image))
         if progress is not None:
             progress(i + 1, len(pairs))

@@ -100,6 +100,22 @@ def test_tiff_ppm_and_greyscale_inputs_are_images(tmp_path, capsys):
     assert not (tmp_path / "c.pgm").exists()
 
 
+@pytest.mark.parametrize("out_name, size, channels", [
+    ("o.png", None, 4), ("o.webp", None, 4), ("o.png", (24, 16), 4), ("o.jpg", None, 3), ("o.tif", None, 3)])
+def test_a_transparent_picture_keeps_its_alpha_where_the_format_has_one(tmp_path, out_name, size, channels):
+    rng = np.random.default_rng(3)
+    rgba = (rng.random((32, 48, 4)) * 255).astype(np.uint8)
+    rgba[..., 3] = np.linspace(0, 255, 48).astype(np.uint8)[None, :]  # transparent left, opaque right
+    cv2.imwrite(str(tmp_path / "sticker.png"), rgba)
+    extra = ["--size", f"{size[0]}x{size[1]}"] if size else []
+    assert main([str(tmp_path / "sticker.png"), str(tmp_path / out_name), *MODEL[:3], *extra]) == 0
+    out = cv2.imread(str(tmp_path / out_name), cv2.IMREAD_UNCHANGED)
+    assert out.shape == ((size[1], size[0]) if size else (32, 48)) + (channels,)
+    if channels == 4:  # before: the alpha was dropped and the sticker came out on an opaque box
+        expected = cv2.resize(rgba[..., 3], size, interpolation=cv2.INTER_AREA) if size else rgba[..., 3]
+        assert np.abs(out[..., 3].astype(int) - expected).max() <= 1
+
+
 @pytest.mark.parametrize("name", ["anim.webp", "pages.tiff"])
 def test_a_picture_file_with_more_frames_says_only_the_first_is_read(tmp_path, caplog, name):
     from PIL import Image
