@@ -85,6 +85,23 @@ def _printf_files(pattern: str) -> tuple[list[Path], int]:
     return [], 0
 
 
+def _check_no_gap(pattern: Path, files: list[Path]) -> None:
+    """Refuse a numbered sequence with a hole in it: image2 (and so FFmpeg) stops at the first missing number, which
+    would drop every frame after the hole without a word."""
+    match = _PRINTF.search(pattern.name)
+    assert match is not None  # classify_input only calls this for printf patterns
+    digits = re.sub(r"\D", "", match.group()) or "1"
+    number = rf"(\d{{{int(digits)},}})" if match.group().startswith("%0") else r"(\d+)"
+    name = re.compile(re.escape(pattern.name[:match.start()]) + number + re.escape(pattern.name[match.end():]) + "$")
+    last = int(name.match(files[-1].name).group(1))  # type: ignore[union-attr]
+    folder = pattern.parent if str(pattern.parent) else Path(".")
+    later = sorted(p.name for p in folder.iterdir() if (m := name.match(p.name)) and int(m.group(1)) > last)
+    if later:
+        raise RtAnimeError(f"input pattern {pattern}: {pattern.name % (last + 1)} is missing, so the sequence would "
+                           f"stop after {files[-1].name} although {len(later)} more file(s) match ({later[0]}, …); "
+                           "number them without gaps, or give the folder as INPUT")
+
+
 def _output_name(path: Path) -> str:
     # A folder output keeps each input's name; greyscale-only formats cannot hold the colour result, so PNG.
     return path.name if path.suffix.lower() in IMAGE_SUFFIXES else f"{path.stem}.png"
@@ -114,6 +131,7 @@ def classify_input(text: str) -> InputSpec:
         files, start = _printf_files(str(path))
         if not files:
             raise RtAnimeError(f"input pattern {path} matches no file (tried first indices 0 to 4)")
+        _check_no_gap(path, files)
         return InputSpec("images", path, tuple(files), pattern_start=start)
     if not path.exists():
         raise RtAnimeError(f"input {path} does not exist")

@@ -138,6 +138,21 @@ def test_pattern_to_video_uses_exact_fps(tmp_path):
     assert len(times) == 5 and times[1] - times[0] == Fraction(1001, 30000)
 
 
+@pytest.mark.parametrize("output", ["v.mp4", "frames"])
+def test_a_numbered_sequence_with_a_hole_is_refused_not_cut_short(tmp_path, capsys, output):
+    # Before: f003 missing made the video "truncated (3 of ? frames)" and a folder output silently stopped at f002.
+    _images(tmp_path / "in", [(32, 24)] * 6)
+    (tmp_path / "in" / "f003.png").unlink()
+    args = [str(tmp_path / "in" / "f%03d.png"), str(tmp_path / output), *MODEL] + (["--fps", "5"] if "." in output
+                                                                                   else [])
+    assert main(args) == 2
+    one_line_error(capsys, r"f003\.png is missing, so the sequence would stop after f002\.png although 2 more file\(s\) "
+                           r"match \(f004\.png")
+    assert not (tmp_path / output).exists()
+    assert main([str(tmp_path / "in"), str(tmp_path / "all"), *MODEL]) == 0  # the folder takes them all
+    assert len(list((tmp_path / "all").iterdir())) == 5
+
+
 def test_folder_to_video_needs_fps(tmp_path, capsys):
     _images(tmp_path / "in", [(32, 24)] * 3)
     assert main([str(tmp_path / "in"), str(tmp_path / "v.mp4"), *MODEL]) == 2
