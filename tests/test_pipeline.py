@@ -311,6 +311,36 @@ def test_non_square_pixels_keep_the_picture_shape(media: Path, tmp_path: Path, s
         assert (video.sample_aspect_ratio or Fraction(1), video.display_aspect_ratio) == (sar, Fraction(16, 9))
 
 
+def _two_video_streams(path: Path) -> Path:
+    """A small non-default video stream first, then the default one (larger), as in multi-angle or PiP files."""
+    with av.open(str(path), "w") as out:
+        small, main = out.add_stream("libx264", rate=25), out.add_stream("libx264", rate=25)
+        small.width, small.height, main.width, main.height = 32, 24, 64, 48
+        small.disposition, main.disposition = av.stream.Disposition(0), av.stream.Disposition.default
+        for i in range(6):
+            for stream, shape in ((small, (24, 32, 3)), (main, (48, 64, 3))):
+                frame = av.VideoFrame.from_ndarray(np.full(shape, 30 * i, np.uint8), format="rgb24")
+                frame.pts = i
+                out.mux(stream.encode(frame))
+        out.mux(small.encode())
+        out.mux(main.encode())
+    return path
+
+
+def test_the_video_a_player_shows_is_the_one_stylized(media: Path, tmp_path: Path) -> None:
+    # Before: stream #0 (the 32x24 inset) was stylized, and `rt-anime finetune` / eval-temporal read it too.
+    from realtime.commands.eval_temporal import _frames
+    from realtime.finetune.clip import scan_clip
+
+    src = _two_video_streams(media / "two-videos.mkv")
+    out = tmp_path / "out.mkv"
+    run_file(src, out, negate)
+    assert video_frames_rgb(out)[0].shape == (48, 64, 3)
+    assert scan_clip(src).size == (64, 48)
+    with av.open(str(src)) as container:
+        assert next(_frames(container, "INPUT", str(src))).shape == (48, 64, 3)
+
+
 def test_text_subtitles_are_not_copied_into_mpeg_ps_as_dvd_pictures(subs_mkv: Path, tmp_path: Path) -> None:
     result = run_file(subs_mkv, tmp_path / "out.mpg", negate)
     assert len(result.streams_dropped) == 2

@@ -27,7 +27,7 @@ import av.error
 import cv2
 import numpy as np
 
-from ..pipeline.decode import open_video
+from ..pipeline.decode import main_video_stream, open_video
 from ..temporal.flow import DIS_PRESETS, FlowConfig
 from ..temporal.warping_error import WarpingErrorConfig, WarpingErrorMeter, WarpingErrorResult
 from . import ProgressBar
@@ -68,11 +68,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # --- video reading -------------------------------------------------------------------------------------------------
 
 def _declared_frames(container: av.container.InputContainer) -> int:
-    return int(container.streams.video[0].frames or 0)
+    return int(main_video_stream(container).frames or 0)
 
 
 def _frames(container: av.container.InputContainer, role: str, path: str) -> Iterator[np.ndarray]:
-    stream = container.streams.video[0]
+    stream = main_video_stream(container)
     try:
         for frame in container.decode(stream):
             yield frame.to_ndarray(format="rgb24")

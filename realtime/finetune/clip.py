@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from ..errors import RtAnimeError
-from ..pipeline.decode import open_video
+from ..pipeline.decode import main_video_stream, open_video
 from ..temporal.warping_error import thumbnail_ssim
 
 __all__ = ["ClipScan", "NothingToLearn", "TripletStore", "choose_centers", "load_triplets", "model_size", "scan_clip", "valid_centers"]
@@ -65,7 +65,7 @@ class ClipScan:
 def _decode(path: Path) -> Iterator[np.ndarray]:
     container = open_video(path, "CLIP")
     try:
-        stream = container.streams.video[0]
+        stream = main_video_stream(container)
         stream.thread_type = "AUTO"
         for frame in container.decode(stream):
             yield frame.to_ndarray(format="rgb24")

@@ -216,15 +216,18 @@ class MediaGrabber:
     def _open(self) -> None:
         import av
 
+        from ..pipeline.decode import main_video_stream
+
         try:
             # Open/read timeouts so a dead URL fails instead of hanging the capture thread forever.
             container = av.open(self._source, timeout=(15.0, 10.0) if self._kind == "url" else None)
         except (av.error.FFmpegError, OSError) as error:
             raise RtAnimeError(f"--device {self._source}: cannot open it as a video ({error})") from None
-        if not container.streams.video:
+        try:
+            stream = main_video_stream(container)
+        except IndexError:
             container.close()
-            raise RtAnimeError(f"--device {self._source}: has no video stream")
-        stream = container.streams.video[0]
+            raise RtAnimeError(f"--device {self._source}: has no video stream") from None
         self._interval = float(1 / stream.average_rate) if stream.average_rate else 1 / 25
         self.description = (f"{'video file' if self._kind == 'file' else 'stream'} {self._source} "
                             f"({stream.codec_context.width}x{stream.codec_context.height}"

@@ -38,6 +38,7 @@ from ..images import image_to_tensor, tensor_to_image
 from ..memory import TilePlanner
 from ..pipeline import PipelineConfig, run_file
 from ..models._base import Generator
+from ..pipeline.decode import main_video_stream
 from ..pipeline.translate import Geometry
 from ..temporal.blend import TemporalBlend
 from ..tiling import AutoTiles
@@ -222,9 +223,10 @@ def _video_seconds(path: str) -> float | None:
 
     try:
         with av.open(path) as container:
-            if not container.streams.video:
-                raise RtAnimeError("the uploaded file has no video stream")
-            stream = container.streams.video[0]
+            try:
+                stream = main_video_stream(container)
+            except IndexError:
+                raise RtAnimeError("the uploaded file has no video stream") from None
             if stream.duration is not None and stream.time_base is not None:
                 return float(stream.duration * stream.time_base)
             return container.duration / 1_000_000 if container.duration else None

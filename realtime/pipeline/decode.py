@@ -35,7 +35,7 @@ from .errors import InputError, NoVideoError
 from .stage import Channel, PipelineStopped, Stage
 from .timestamps import FrameClock, Splices
 
-__all__ = ["InputVideo", "SourceInfo", "SourceStage", "open_video"]
+__all__ = ["InputVideo", "SourceInfo", "SourceStage", "main_video_stream", "open_video"]
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +92,19 @@ class SourceInfo:
     square or unknown."""
 
 
+def main_video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
+    """The video a player would show: FFmpeg's best stream (the default-flagged, then the largest), never cover art
+    (an attached picture is a one-frame "video" stream, and may come first). Raises IndexError without video."""
+    videos = [s for s in container.streams.video if not int(s.disposition) & _ATTACHED_PIC]
+    if not videos:
+        raise IndexError("no video stream")
+    try:
+        best = container.streams.best("video")
+    except (ValueError, av.error.FFmpegError):
+        best = None
+    return best if best in videos else videos[0]
+
+
 def _pixel_shape(sar: Fraction | None) -> Fraction | None:
     return Fraction(sar) if sar and sar > 0 and sar != 1 else None
 
@@ -145,9 +158,10 @@ class InputVideo:
             if not videos:
                 kinds = sorted({s.type for s in self.container.streams}) or ["none"]
                 raise NoVideoError(f"input has no video stream (streams: {', '.join(kinds)})", path=self.path)
-            self.video: av.video.stream.VideoStream = videos[0]
+            self.video: av.video.stream.VideoStream = main_video_stream(self.container)
             if len(videos) > 1:
-                logger.warning("input has %d video streams; stylizing stream #%d only", len(videos), self.video.index)
+                logger.warning("input has %d video streams; stylizing stream #%d only (the one a player shows)",
+                               len(videos), self.video.index)
             self.copy_streams: list[av.stream.Stream] = [
                 s
                 for s in self.container.streams
