@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from importlib import import_module
 from typing import Sequence
 
 from . import __version__
+from ._signals import install_signal_handler, restore_signal_handlers
 from .errors import RtAnimeError
 
 COMMANDS: dict[str, str] = {
@@ -70,6 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(rest)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # SIGTERM (`kill`, `timeout`, `docker stop`, a scheduler) unwinds like Ctrl-C, so the same cleanup runs: no
+    # temporary output left beside the output path. Commands with their own handling (train) install theirs inside.
+    previous = install_signal_handler(_terminate) if hasattr(signal, "SIGTERM") else {}
     try:
         return int(module.run(args) or 0)
     except (RtAnimeError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
@@ -77,9 +82,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"rt-anime: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("rt-anime: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        print(f"rt-anime: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
+    except (MemoryError, RuntimeError) as exc:
+        # PyTorch reports a failed allocation as RuntimeError ("can't allocate memory", "out of memory"); say what
+        # to change instead of printing a traceback. Any other RuntimeError is a bug and keeps its traceback.
+        text = str(exc) or type(exc).__name__
+        if not isinstance(exc, MemoryError) and "allocate" not in text and "out of memory" not in text:
+            raise
+        if args.verbose >= 2:
+            raise
+        print(f"rt-anime: error: out of memory ({text.splitlines()[0][:200]}); use a smaller --size or --max-side, "
+              "--tile N, or --batch 1", file=sys.stderr)
+        return 1
+    finally:
+        restore_signal_handlers(previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread where Ctrl-C's KeyboardInterrupt would be."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise Terminated
 
 
 if __name__ == "__main__":

@@ -47,6 +47,23 @@ def test_user_errors_are_one_line_and_exit_2(args, message, tmp_path, capsys, mo
     assert not list(tmp_path.glob("x.*"))
 
 
+def test_running_out_of_memory_is_one_line_and_other_runtime_errors_are_not_hidden(monkeypatch, capsys):
+    # Before: a frame too large for the machine ended in a 40-line traceback from torch's allocator.
+    import realtime.commands.list as listing
+
+    def oom(args):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you "
+                           "tried to allocate 120000000000 bytes")
+
+    monkeypatch.setattr(listing, "run", oom)
+    assert main(["list"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("rt-anime: error: out of memory (") and "--max-side" in err and err.count("\n") == 1
+    monkeypatch.setattr(listing, "run", lambda args: (_ for _ in ()).throw(RuntimeError("a bug")))
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["list"])
+
+
 def test_export_never_replaces_a_video(tmp_path, capsys):
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"not a model")

@@ -153,6 +153,28 @@ def test_a_numbered_sequence_with_a_hole_is_refused_not_cut_short(tmp_path, caps
     assert len(list((tmp_path / "all").iterdir())) == 5
 
 
+def test_sigterm_unwinds_like_ctrl_c_and_leaves_no_temporary_file(tmp_path):
+    # Before: `kill`/`timeout`/`docker stop` ended the process at once, leaving .out.*.partial.mp4 beside the output.
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    clip = make_clip(tmp_path / "long.mp4", ClipSpec(frames=400, width=128, height=96, audio_codec=None))
+    out = tmp_path / "out.mp4"
+    proc = subprocess.Popen([sys.executable, "-m", "realtime", str(clip), str(out), *MODEL, "--quiet"],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".out.*partial*")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be stopped"
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "rt-anime: terminated" in err and "Traceback" not in err
+    assert not out.exists() and not list(tmp_path.glob(".out.*"))
+
+
 def test_folder_to_video_needs_fps(tmp_path, capsys):
     _images(tmp_path / "in", [(32, 24)] * 3)
     assert main([str(tmp_path / "in"), str(tmp_path / "v.mp4"), *MODEL]) == 2
@@ -208,6 +230,8 @@ def bad_media(tmp_path_factory, clip):
     (lambda d, c: [str(c), "o.png"], "output must be a video file"),
     (lambda d, c: [str(c), "o.mp4", "--size", "0x10"], "--size '0x10'"),
     (lambda d, c: [str(c), "o.mp4", "--size", "big"], "--size 'big'"),
+    (lambda d, c: [str(c), "o.mp4", "--size", "100000x100000"], "--size '100000x100000': at most 16384 pixels"),
+    (lambda d, c: [str(c), "o.mp4", "--tile", "32", "--tile-overlap", "32"], "--tile-overlap 32: .*less than --tile 32"),
     (lambda d, c: [str(c), "o.mp4", "--max-side", "-3"], "--max-side must be at least 8"),
     (lambda d, c: [str(c), "o.mp4", "--fps", "0"], "--fps '0'"),
     (lambda d, c: [str(c), "o.mp4", "--batch", "0"], "--batch must be >= 1"),
@@ -288,7 +312,7 @@ def test_tiles_cover_the_frame_and_blend_exactly_for_a_pointwise_model():
 
 def test_tiled_video_run(clip, tmp_path):
     out = tmp_path / "t.mp4"
-    assert main([str(clip), str(out), *MODEL, "--tile", "32", "--tile-overlap", "8"]) == 0
+    assert main([str(clip), str(out), *MODEL, "--tile", "32"]) == 0  # the overlap shrinks to fit: 8
     assert len(video_times(out)) == 12
 
 

@@ -123,6 +123,15 @@ def test_cli_leaves_frames_that_fit_whole(photo, tmp_path, monkeypatch):
     assert np.array_equal(*outs)
 
 
+@pytest.mark.parametrize("tile, overlap", [("32", 8), ("64", 16), ("8", 0), ("256", 32), ("auto", 32)])
+def test_a_small_tile_gets_an_overlap_that_fits_it(tile, overlap):
+    # Before: `--tile 32` alone was refused ("--tile-overlap 32: must be ... less than --tile 32").
+    from realtime.commands.run import check_tile_overlap, parse_tile
+
+    assert check_tile_overlap(None, parse_tile(tile), 4) == overlap
+    assert check_tile_overlap(12, parse_tile(tile) if tile != "8" else 16, 4) == 12  # a given one is kept
+
+
 @pytest.mark.parametrize("args, pattern", [
     (["--tile", "big"], "--tile 'big': expected auto, none"),
     (["--tile", "4"], "--tile '4': expected auto, none"),

@@ -13,6 +13,7 @@ from ..models._base import Generator
 # The bundled model a command uses when --model is omitted: the lite NijiGAN (ngf 32, Euler-1), the one that runs
 # near real time on a CPU; `niji` (ngf 64) is the quality choice.
 DEFAULT_MODEL = "niji-lite"
+MAX_SIDE = 16384
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, *, default: str | None = None) -> None:
@@ -58,6 +59,8 @@ def parse_size(text: str, *, flag: str) -> tuple[int, int]:
     w, sep, h = text.lower().partition("x")
     if not sep or not w.isdigit() or not h.isdigit() or int(w) < 1 or int(h) < 1:
         raise ValueError(f"{flag} {text!r}: expected WIDTHxHEIGHT with positive integers, e.g. 640x360")
+    if max(int(w), int(h)) > MAX_SIDE:
+        raise ValueError(f"{flag} {text!r}: at most {MAX_SIDE} pixels a side (the largest H.264/HEVC/VP9 frame)")
     return int(w), int(h)
 
 

@@ -60,7 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tile", default="auto", metavar="auto|none|N",
                         help="overlapping N×N tiles; auto (default) tiles only frames whose activations would not "
                              "fit an actor's share of the node's memory (CPU actors), none never tiles")
-    parser.add_argument("--tile-overlap", type=int, default=32, metavar="N", help="tile overlap in pixels (32)")
+    parser.add_argument("--tile-overlap", type=int, metavar="N",
+                        help="tile overlap in pixels (default 32, less for tiles under 128)")
     parser.add_argument("--temporal", choices=TEMPORAL_MODES, default="none",
                         help="blend = flow-guided blending of the previous output (default none)")
     parser.add_argument("--temporal-strength", type=float, default=0.5, metavar="X", help="0..1 (default 0.5)")
@@ -112,13 +113,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-side must be at least 8 pixels, got {args.max_side}")
     batch = BatchConfig(ray=args.ray, chunk_seconds=args.chunk_seconds, workers=args.workers, threads=args.threads,
                         max_retries=args.max_retries, resume=args.resume, overlap_frames=args.overlap, ext=args.ext)
-    spec = TranslateSpec(backend=args.backend, device=args.device, tile=parse_tile(args.tile),
-                         tile_overlap=args.tile_overlap,
-                         ensemble=args.ensemble, temporal=args.temporal, temporal_strength=args.temporal_strength)
     size = parse_size(args.size, flag="--size") if args.size else None
     import_ray()  # fail on a missing extra before loading a model or scanning inputs
     model = model_from_args(args)
-    check_tile_overlap(args.tile_overlap, spec.tile, model.size_multiple)
+    tile = parse_tile(args.tile)
+    spec = TranslateSpec(backend=args.backend, device=args.device, tile=tile,
+                         tile_overlap=check_tile_overlap(args.tile_overlap, tile, model.size_multiple),
+                         ensemble=args.ensemble, temporal=args.temporal, temporal_strength=args.temporal_strength)
     pipeline = PipelineConfig(batch_size=args.batch, size_multiple=model.size_multiple, max_side=args.max_side,
                               size=size, allow_partial=args.allow_partial, deinterlace=args.deinterlace)
     encode = EncodeConfig(codec=args.codec, pix_fmt=args.pix_fmt, crf=args.crf, preset=args.preset)

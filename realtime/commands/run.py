@@ -42,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run the model on overlapping N×N tiles; auto (default) tiles only frames whose "
                              "activations would not fit 3/4 of the available memory (on the CPU; measured per "
                              "model), none never tiles")
-    parser.add_argument("--tile-overlap", type=int, default=32, metavar="N", help="tile overlap in pixels (32)")
+    parser.add_argument("--tile-overlap", type=int, metavar="N",
+                        help="tile overlap in pixels (default 32, less for tiles under 128)")
     parser.add_argument("--temporal", choices=TEMPORAL_MODES, default="none",
                         help="temporal stabilization for videos and frame sequences: blend = flow-guided blending "
                              "of the previous output (default none)")
@@ -66,15 +67,23 @@ def parse_tile(text: str) -> int | str | None:
     return int(text)
 
 
-def check_tile_overlap(overlap: int, tile: int | str | None, multiple: int) -> None:
-    """Refuse a ``--tile-overlap`` the tiling would reject mid-run (auto tiles can be as small as ``MIN_TILE``)."""
-    if tile is None:
-        return
+DEFAULT_TILE_OVERLAP = 32
+
+
+def check_tile_overlap(overlap: int | None, tile: int | str | None, multiple: int) -> int:
+    """``--tile-overlap``, or its default for this tile: a quarter of a small tile (``--tile 32`` gets 8) rather than
+    a refusal of the user's own tile for a value they never gave. A given overlap the tiling would reject mid-run is
+    refused here (auto tiles can be as small as ``MIN_TILE``)."""
     limit = tile if isinstance(tile, int) else MIN_TILE
+    if overlap is None:
+        return min(DEFAULT_TILE_OVERLAP, limit // 4 // multiple * multiple)
+    if tile is None:
+        return overlap
     if overlap < 0 or overlap % multiple or overlap >= limit:
         what = f"--tile {tile}" if isinstance(tile, int) else f"the smallest tile --tile auto uses, {MIN_TILE}"
         raise ValueError(f"--tile-overlap {overlap}: must be a multiple of the model's size multiple ({multiple}), "
                          f">= 0 and less than {what}")
+    return overlap
 
 
 def _model(args: argparse.Namespace):
@@ -109,11 +118,11 @@ def run(args: argparse.Namespace) -> int:
         # Inside the tiling, so each tile's orientations fit in the memory a tile was chosen for.
         backend = EnsembleTranslate(backend, args.ensemble)
     tile = parse_tile(args.tile)
-    check_tile_overlap(args.tile_overlap, tile, model.size_multiple)
+    overlap = check_tile_overlap(args.tile_overlap, tile, model.size_multiple)
     if isinstance(tile, int):
-        backend = TiledTranslate(backend, tile=tile, overlap=args.tile_overlap, multiple=model.size_multiple)
+        backend = TiledTranslate(backend, tile=tile, overlap=overlap, multiple=model.size_multiple)
     elif tile == "auto" and backend.device.type == "cpu":
-        backend = AutoTiles(backend, TilePlanner(model, multiple=model.size_multiple), overlap=args.tile_overlap,
+        backend = AutoTiles(backend, TilePlanner(model, multiple=model.size_multiple), overlap=overlap,
                             multiple=model.size_multiple)
     if args.temporal == "blend":
         # Outermost, so it sees whole frames in order; one instance per job = one stream's state.
