@@ -314,3 +314,12 @@ def test_cli_user_errors(photos, tmp_path, capsys):
     assert main(["evaluate", "--model", "nijigan-lite", "--random-weights", str(photos[0].parent),
                  "--holdout", "1e-9"]) == 2
     assert "--holdout 1e-09: none of the 2 photos" in capsys.readouterr().err
+    # Before: --json over a photo replaced the photo with JSON; --sheet x.xyz failed with a traceback at the end.
+    before = photos[0].read_bytes()
+    for flag, path, message in (("--json", photos[0], "name the file *.json"),
+                                ("--sheet", photos[0], "is one of the photos being evaluated"),
+                                ("--sheet", tmp_path / "s.xyz", "a contact sheet is an image")):
+        assert main(["evaluate", "--model", "nijigan-lite", "--random-weights", str(photos[0].parent), "--no-fid",
+                     flag, str(path)]) == 2
+        assert message in capsys.readouterr().err
+    assert photos[0].read_bytes() == before and not (tmp_path / "s.xyz").exists()

@@ -232,6 +232,15 @@ def clips(tmp_path):
             "small": _write(tmp_path / "small.mp4", [cv2.resize(_colour_map(f), (32, 24)) for f in frames])}
 
 
+def test_cli_refuses_a_plot_name_it_cannot_write_before_scoring(clips, tmp_path, capsys):
+    # Before: the whole score was computed, then OpenCV's traceback for "could not find a writer".
+    before = clips["output"].read_bytes()
+    for plot in (tmp_path / "chart.xyz", clips["output"]):
+        assert main(["eval-temporal", str(clips["input"]), str(clips["output"]), "--plot", str(plot)]) == 2
+        assert "a chart is an image; name it .png" in capsys.readouterr().err
+    assert clips["output"].read_bytes() == before
+
+
 def test_cli_prints_json_and_writes_plot(clips, tmp_path, capsys):
     plot = tmp_path / "plots" / "ewarp.png"
     assert main(["eval-temporal", str(clips["input"]), str(clips["output"]), "--per-frame", "--plot", str(plot),

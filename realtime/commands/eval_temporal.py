@@ -208,10 +208,15 @@ def _config(args: argparse.Namespace) -> WarpingErrorConfig:
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """Decode INPUT, OUTPUT (and REFERENCE) in lockstep and score them; returns the JSON report."""
     config = _config(args)
-    if args.plot:
-        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
     roles = [("INPUT", args.input), ("OUTPUT", args.output)] + ([("REFERENCE", args.reference)]
                                                                  if args.reference else [])
+    if args.plot:
+        # Checked before the (long) scoring, which used to end in OpenCV's traceback for a name it cannot write; an
+        # image name also keeps the chart off the videos being scored.
+        plot = Path(args.plot)
+        if plot.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp", ".bmp"):
+            raise ValueError(f"--plot {plot}: a chart is an image; name it .png (or .jpg, .webp, .bmp)")
+        plot.parent.mkdir(parents=True, exist_ok=True)
     containers = [open_video(path, role) for role, path in roles]
     try:
         declared = [_declared_frames(c) for c in containers]

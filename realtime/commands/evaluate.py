@@ -26,6 +26,7 @@ from ..backends import resolve_device
 from ..checkpoint import pretrained_training, resolve_pretrained
 from ..ensemble import ENSEMBLE_SIZES, SelfEnsemble
 from ..errors import RtAnimeError
+from ..images import IMAGE_SUFFIXES
 from ..teacher import TeacherConfig
 from ..train.evaluate import EvalTargets, evaluate_generator, write_comparison_sheet
 from . import add_model_arguments, model_from_args
@@ -124,8 +125,15 @@ def run(args: argparse.Namespace) -> int:
     for flag, path in (("--sheet", args.sheet), ("--json", args.json)):
         if path is not None and not path.expanduser().parent.is_dir():
             raise FileNotFoundError(f"{flag} {path}: directory {path.parent} does not exist")
+    if args.sheet is not None and args.sheet.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ValueError(f"--sheet {args.sheet}: a contact sheet is an image; use one of {', '.join(IMAGE_SUFFIXES)}")
+    if args.json is not None and args.json.suffix.lower() != ".json":
+        raise ValueError(f"--json {args.json}: name the file *.json")
     targets = EvalTargets(psnr_min=args.psnr_min, lpips_max=args.lpips_max)
     photos = _photos(args)
+    for flag, path in (("--sheet", args.sheet), ("--json", args.json)):
+        if path is not None and path.expanduser().resolve() in {p.resolve() for p in photos}:
+            raise ValueError(f"{flag} {path} is one of the photos being evaluated; choose another path")
     device = resolve_device(args.device, param="--device")
     model = model_from_args(args).to(device)
     if args.ensemble > 1:
