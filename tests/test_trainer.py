@@ -541,6 +541,21 @@ def test_bad_config_is_one_line_exit_2(toml, extra, message, tmp_path, capsys):
     assert not (tmp_path / "o").exists()  # no run folder for a run that never started
 
 
+def test_out_must_be_a_folder_outside_the_data(tmp_path, capsys):
+    # Before: a file as --out ended in FileExistsError's traceback; a run inside the photo folder trained on its
+    # own sample grids the next time.
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "a.png"), np.zeros((16, 16, 3), np.uint8))
+    (tmp_path / "afile").write_text("x")
+    for out, message in ((tmp_path / "afile", "is a file; the run writes a folder"),
+                         (photos / "run", "is inside `data.photos` folder")):
+        assert main(["train", "--config", "default-cpu", "--photos", str(photos), "--out", str(out),
+                     "--max-iters", "1", "--quiet"]) == 2
+        assert message in capsys.readouterr().err
+    assert sorted(p.name for p in photos.iterdir()) == ["a.png"]
+
+
 def test_paper_recipe_requires_a_teacher_checkpoint(tmp_path, capsys):
     assert main(["train", "--config", "paper-gpu", "--photos", str(tmp_path)]) == 2
     assert "`data.teacher` is required" in capsys.readouterr().err

@@ -15,6 +15,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from ..errors import RtAnimeError
 from ..train.config import load_config, recipe_names
 
 
@@ -49,6 +50,21 @@ def _absolute(paths: list[str]) -> list[str]:
     return [str(Path(p).expanduser().resolve()) for p in paths]
 
 
+def _check_out(config) -> None:
+    """The run folder must be a folder, and not inside the data: images are found recursively, so a run written
+    into the photo folder would feed its own sample grids back in as photos."""
+    out = config.out_dir.expanduser().resolve()
+    if out.exists() and not out.is_dir():
+        raise RtAnimeError(f"--out {config.out_dir} is a file; the run writes a folder (checkpoint.pt, log.jsonl, "
+                           "samples/, final.safetensors)")
+    for key in ("photos", "anime", "pairs", "heldout"):
+        for folder in getattr(config.data, key):
+            root = Path(folder).expanduser().resolve()
+            if out == root or root in out.parents:
+                raise RtAnimeError(f"--out {config.out_dir} is inside `data.{key}` folder {folder}; its sample "
+                                   "images would be read as training data: choose a folder outside the data")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..train.trainer import Trainer
 
@@ -69,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         # Progress lines go through logging; show them without -v unless --quiet.
         logging.getLogger("realtime.train").setLevel(min(logging.INFO, logging.getLogger().getEffectiveLevel()))
+    _check_out(config)
     trainer = Trainer(config)
     result = trainer.train(max_iters=args.max_iters, resume=args.resume, progress=not args.quiet)
     if not args.quiet:
