@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import RtAnimeError, require
 from ..jobs import VIDEO_SUFFIXES
-from ..pipeline.codecs import FRAME_CLOCK_FORMATS, GIF_TIME_BASE, PaletteQuantizer, resolve_encode
+from ..pipeline.codecs import FRAME_CLOCK_FORMATS, GIF_TIME_BASE, DtsRepair, PaletteQuantizer, resolve_encode
 from ..pipeline.config import EncodeConfig
 from ..pipeline.encode import choose_pix_fmt
 from ..pipeline.run import _create_temp
@@ -100,6 +100,7 @@ class Recorder:
             self._tmp.unlink(missing_ok=True)
             raise
         self._pix_fmt = pix_fmt
+        self._repair = DtsRepair()
         self._time_base = time_base
         self._quantize = PaletteQuantizer(width, height) if pix_fmt == "pal8" else None
         self._t0: float | None = None
@@ -120,7 +121,7 @@ class Recorder:
         frame = self._quantize(frame) if self._quantize is not None else frame.reformat(format=self._pix_fmt)
         frame.pts = pts
         frame.time_base = self._time_base
-        self._container.mux(self._stream.encode(frame))
+        self._container.mux(self._repair(self._stream.encode(frame)))
         self.frames_written += 1
 
     def finish(self) -> Path | None:
@@ -133,7 +134,7 @@ class Recorder:
             self._tmp.unlink(missing_ok=True)
             return None
         try:
-            self._container.mux(self._stream.encode(None))
+            self._container.mux(self._repair(self._stream.encode(None)))
             self._container.close()
             os.replace(self._tmp, self.path)
         except BaseException:

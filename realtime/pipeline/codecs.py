@@ -60,6 +60,38 @@ def _crf_range(codec: str) -> tuple[float, float]:
 FRAME_CLOCK_FORMATS = frozenset({"avi"})
 
 
+_MAX_REORDER_TICKS = 2 ** 32
+
+
+class DtsRepair:
+    """Decode timestamps an encoder got wrong, made valid before the muxer sees them.
+
+    FFmpeg's libx265 wrapper sometimes hands out packets whose dts is uninitialised memory (±4.6e18 for a pts of
+    0; about 1 in 10 runs of a short clip, at the flush), which Matroska refuses with EINVAL and MP4 with "not yet
+    implemented", and the whole output is lost. A dts must not pass its pts, must increase, and cannot trail it by
+    more than any reorder delay (2^32 ticks is 13 h at 1/90000); one that breaks a rule is replaced by the pts (or
+    one tick after the previous dts when that is later), which is what a stream without reordering has anyway.
+    """
+
+    def __init__(self) -> None:
+        self._last: int | None = None
+        self.repaired = 0
+
+    def __call__(self, packets: list[av.Packet]) -> list[av.Packet]:
+        for packet in packets:
+            pts, dts = packet.pts, packet.dts
+            if pts is not None and (dts is None or dts > pts or pts - dts > _MAX_REORDER_TICKS
+                                    or (self._last is not None and dts <= self._last)):
+                if dts is not None:  # a missing dts is the muxer's to fill; a wrong one is ours to mend
+                    fixed = pts if self._last is None or pts > self._last else self._last + 1
+                    logger.debug("encoder packet dts %d (pts %d) is invalid; writing %d", dts, pts, fixed)
+                    packet.dts = fixed
+                    self.repaired += 1
+            if packet.dts is not None:
+                self._last = packet.dts
+        return packets
+
+
 def _pix_fmt_for(codec: str, wanted: str) -> str:
     """``wanted`` where the encoder takes it, else the encoder's own first choice (``pal8`` for GIF)."""
     allowed = [f.name for f in av.Codec(codec, "w").video_formats or ()]

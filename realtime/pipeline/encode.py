@@ -27,7 +27,7 @@ import av.error
 import torch.nn.functional as F
 
 from ..frames import Frame
-from .codecs import FRAME_CLOCK_FORMATS, GIF_TIME_BASE, PaletteQuantizer, resolve_encode
+from .codecs import FRAME_CLOCK_FORMATS, GIF_TIME_BASE, DtsRepair, PaletteQuantizer, resolve_encode
 from .config import EncodeConfig
 from .convert import _rgb_format_for, _tensor_to_frame
 from .decode import InputVideo, SourceInfo
@@ -140,6 +140,7 @@ class OutputVideo:
         self._color_range = info.color_range
         self._frame_step = max(round(1 / ((info.frame_rate or Fraction(25)) * self.time_base)), 1)
         self._last_pts: int | None = None
+        self._repair = DtsRepair()
         self.frames_written = 0
         self.pts_adjusted = 0
         self._finished = False
@@ -223,7 +224,7 @@ class OutputVideo:
             raise EncoderError(
                 f"encoder {self.stream.codec_context.name!r} failed: {error}", path=self.display_name
             ) from error
-        self.container.mux(packets)
+        self.container.mux(self._repair(packets))
         if self.frames_written == 0:
             self._warn_unused_options()
         self.frames_written += 1
@@ -261,7 +262,7 @@ class OutputVideo:
     def finish(self) -> None:
         """Flush the encoders and write the trailer."""
         try:
-            self.container.mux(self.stream.encode(None))
+            self.container.mux(self._repair(self.stream.encode(None)))
             self.copier.flush()
             self.container.close()
         except av.error.FFmpegError as error:
