@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     # SIGTERM (`kill`, `timeout`, `docker stop`, a scheduler) unwinds like Ctrl-C, so the same cleanup runs: no
     # temporary output left beside the output path. Commands with their own handling (train) install theirs inside.
-    previous = install_signal_handler(_terminate) if hasattr(signal, "SIGTERM") else {}
+    previous = install_signal_handler(_terminate)
     try:
         return int(module.run(args) or 0)
     except (RtAnimeError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:

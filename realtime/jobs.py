@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Callable, Literal
 
 import av
-import cv2
 import numpy as np
 import torch
 
@@ -211,6 +210,8 @@ def stylize_images(pairs: list[tuple[Path, Path]], translate: Callable[[torch.Te
         image = tensor_to_image(y)
         alpha = read_alpha(src, rgb.shape[:2]) if dst.suffix.lower() in ALPHA_SUFFIXES else None
         if alpha is not None:  # the model draws colour only; the picture keeps its own transparency
+            import cv2
+
             alpha = cv2.resize(alpha, image.shape[1::-1], interpolation=cv2.INTER_AREA) \
                 if alpha.shape != image.shape[:2] else alpha
             image = np.dstack([image, alpha])

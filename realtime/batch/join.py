@@ -26,7 +26,7 @@ import av
 import av.bitstream
 import av.error
 
-from ..pipeline.codecs import FRAME_CLOCK_FORMATS
+from ..pipeline.codecs import muxer_time_base
 from ..pipeline.config import EncodeConfig, PipelineConfig
 from ..pipeline.decode import InputVideo
 from ..pipeline.encode import _copy_chapters
@@ -107,9 +107,7 @@ def join_chunks(plan: InputPlan, chunks: Sequence[ChunkFile], *, pipeline: Pipel
                 video = container.add_stream_from_template(template)
                 to_annexb = _annexb_filter(container, template, video)
                 codec = template.codec_context.name  # the decoder's name (h264), as a read-back reports it
-            # AVI's clock ticks once per frame (as file mode writes it); every other muxer gets the source's.
-            time_base = (1 / (info.frame_rate or Fraction(25)) if container.format.name in FRAME_CLOCK_FORMATS
-                         else info.time_base)
+            time_base = muxer_time_base(container.format.name, info.frame_rate, info.time_base)  # as file mode
             video.time_base = time_base
             if info.display_matrix is not None:
                 video.set_display_matrix(list(info.display_matrix))

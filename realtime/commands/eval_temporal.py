@@ -27,6 +27,7 @@ import av.error
 import cv2
 import numpy as np
 
+from ..images import IMAGE_SUFFIXES
 from ..pipeline.decode import main_video_stream, open_video
 from ..temporal.flow import DIS_PRESETS, FlowConfig
 from ..temporal.warping_error import WarpingErrorConfig, WarpingErrorMeter, WarpingErrorResult
@@ -214,8 +215,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         # Checked before the (long) scoring, which used to end in OpenCV's traceback for a name it cannot write; an
         # image name also keeps the chart off the videos being scored.
         plot = Path(args.plot)
-        if plot.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp", ".bmp"):
-            raise ValueError(f"--plot {plot}: a chart is an image; name it .png (or .jpg, .webp, .bmp)")
+        if plot.suffix.lower() not in IMAGE_SUFFIXES:
+            raise ValueError(f"--plot {plot}: a chart is an image; name it .png (or {', '.join(IMAGE_SUFFIXES[1:])})")
         plot.parent.mkdir(parents=True, exist_ok=True)
     containers = [open_video(path, role) for role, path in roles]
     try:

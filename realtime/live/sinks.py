@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import RtAnimeError, require
 from ..jobs import VIDEO_SUFFIXES
-from ..pipeline.codecs import FRAME_CLOCK_FORMATS, GIF_TIME_BASE, DtsRepair, PaletteQuantizer, resolve_encode
+from ..pipeline.codecs import DtsRepair, PaletteQuantizer, muxer_time_base, resolve_encode
 from ..pipeline.config import EncodeConfig
 from ..pipeline.encode import choose_pix_fmt
 from ..pipeline.run import _create_temp
@@ -86,12 +86,7 @@ class Recorder:
             pix_fmt, width, height = choose_pix_fmt(encode, *size, path=self.path)
             self._stream = self._container.add_stream(encode.codec, rate=rate, options=encode.encoder_options())
             self._stream.width, self._stream.height, self._stream.pix_fmt = width, height, pix_fmt
-            if muxer == "gif":
-                time_base = GIF_TIME_BASE
-            elif muxer in FRAME_CLOCK_FORMATS:  # 1 ms ticks would make a 1000 fps stream of gaps
-                time_base = 1 / rate
-            else:
-                time_base = _RECORD_TIME_BASE
+            time_base = muxer_time_base(muxer, rate, _RECORD_TIME_BASE)
             self._stream.time_base = time_base
             self._stream.codec_context.time_base = time_base
         except BaseException:

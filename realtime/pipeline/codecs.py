@@ -60,6 +60,16 @@ def _crf_range(codec: str) -> tuple[float, float]:
 FRAME_CLOCK_FORMATS = frozenset({"avi"})
 
 
+def muxer_time_base(muxer: str, frame_rate: Fraction | None, otherwise: Fraction) -> Fraction:
+    """The video time base a muxer needs: GIF counts centiseconds; AVI ticks once per frame (a finer clock would
+    make a 12800 or 1000 fps stream of mostly empty slots); any other muxer takes ``otherwise``."""
+    if muxer == "gif":
+        return GIF_TIME_BASE
+    if muxer in FRAME_CLOCK_FORMATS:
+        return 1 / (frame_rate or Fraction(25))
+    return otherwise
+
+
 _MAX_REORDER_TICKS = 2 ** 32
 
 
@@ -80,13 +90,13 @@ class DtsRepair:
     def __call__(self, packets: list[av.Packet]) -> list[av.Packet]:
         for packet in packets:
             pts, dts = packet.pts, packet.dts
-            if pts is not None and (dts is None or dts > pts or pts - dts > _MAX_REORDER_TICKS
-                                    or (self._last is not None and dts <= self._last)):
-                if dts is not None:  # a missing dts is the muxer's to fill; a wrong one is ours to mend
-                    fixed = pts if self._last is None or pts > self._last else self._last + 1
-                    logger.debug("encoder packet dts %d (pts %d) is invalid; writing %d", dts, pts, fixed)
-                    packet.dts = fixed
-                    self.repaired += 1
+            # A missing dts is the muxer's to fill; a wrong one is ours to mend.
+            if pts is not None and dts is not None and (dts > pts or pts - dts > _MAX_REORDER_TICKS
+                                                        or (self._last is not None and dts <= self._last)):
+                fixed = pts if self._last is None or pts > self._last else self._last + 1
+                logger.debug("encoder packet dts %d (pts %d) is invalid; writing %d", dts, pts, fixed)
+                packet.dts = fixed
+                self.repaired += 1
             if packet.dts is not None:
                 self._last = packet.dts
         return packets
@@ -141,11 +151,11 @@ def resolve_encode(encode: EncodeConfig, container: av.container.OutputContainer
     if container.format.name in FRAME_CLOCK_FORMATS and "bf" not in resolved.options:
         # AVI stores no presentation times: a reordered (B-frame) stream plays every frame its delay late.
         resolved = dataclasses.replace(resolved, options={**resolved.options, "bf": "0"})
-    if resolved.preset is not None and _encoder_name(resolved.codec) in ("libx264", "libx264rgb", "libx265") \
+    codec = _encoder_name(resolved.codec)
+    if resolved.preset is not None and codec in ("libx264", "libx264rgb", "libx265") \
             and resolved.preset not in _X26X_PRESETS:
-        raise ValueError(f"preset {resolved.preset!r} (--preset): {resolved.codec} takes {', '.join(_X26X_PRESETS)}")
-    codec = _encoder_name(resolved.codec) if resolved.crf is not None else None
-    if codec is not None and "crf" in _encoder_options(codec):
+        raise ValueError(f"preset {resolved.preset!r} (--preset): {codec} takes {', '.join(_X26X_PRESETS)}")
+    if codec is not None and resolved.crf is not None and "crf" in _encoder_options(codec):
         low, high = _crf_range(codec)
         if not low <= resolved.crf <= high:
             raise ValueError(f"crf {resolved.crf:g} (--crf): {codec} takes {low:g}..{high:g} (lower is better quality)")

@@ -27,7 +27,7 @@ import av.error
 import torch.nn.functional as F
 
 from ..frames import Frame
-from .codecs import FRAME_CLOCK_FORMATS, GIF_TIME_BASE, DtsRepair, PaletteQuantizer, resolve_encode
+from .codecs import DtsRepair, PaletteQuantizer, muxer_time_base, resolve_encode
 from .config import EncodeConfig
 from .convert import _rgb_format_for, _tensor_to_frame
 from .decode import InputVideo, SourceInfo
@@ -177,12 +177,8 @@ class OutputVideo:
                 path=self.display_name,
             ) from error
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
-        # The input's time base, so source pts are written verbatim (VFR-safe, no rounding); GIF counts centiseconds.
-        # AVI has a single clock whose tick is one frame (a gap is an empty chunk): the input's 1/12800 would make
-        # it a 12800 fps stream of mostly empty frames, so there it ticks at the frame rate.
-        muxer = self.container.format.name
-        time_base = (GIF_TIME_BASE if muxer == "gif" else 1 / (info.frame_rate or Fraction(25))
-                     if muxer in FRAME_CLOCK_FORMATS else info.time_base)
+        # The input's time base, so source pts are written verbatim (VFR-safe, no rounding), where the muxer allows.
+        time_base = muxer_time_base(self.container.format.name, info.frame_rate, info.time_base)
         stream.time_base = time_base
         stream.codec_context.time_base = time_base
         for tag in ("colorspace", "color_range", "color_primaries", "color_trc"):
@@ -197,7 +193,6 @@ class OutputVideo:
             sar = info.sample_aspect_ratio * Fraction(info.width, info.height) / Fraction(width, height)
             sar = sar.limit_denominator(65535) if max(sar.numerator, sar.denominator) > 65535 else sar
             stream.codec_context.sample_aspect_ratio = sar
-            stream.sample_aspect_ratio = sar
         return stream
 
     def write_frame(self, frame: Frame) -> None:
